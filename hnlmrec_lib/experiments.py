@@ -1,0 +1,158 @@
+"""Experiment runner and results store.
+
+A run is (dataset, backbone, method, hyperparameters, seed). Each finished run is
+saved as an artifact keyed by exactly those inputs (plus the data settings), so a
+grid over seeds reuses finished runs and a killed grid resumes.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .artifacts import ArtifactStore
+from .config import CFConfig, StudyConfig
+
+RUN_KIND = "runs"
+RECORD_VERSION = 1
+
+# name -> factory(data, cfg, store, backbone_name) -> sampler module; filled by the LLM stages.
+_METHODS: dict[str, Callable[..., Any]] = {}
+# name -> dict of settings that identify the method's artifacts (part of the run key).
+_METHOD_INPUTS: dict[str, Callable[[StudyConfig], dict]] = {}
+
+ID_SAMPLERS = ("rns", "dns", "dnsmn", "mixgcf", "ahns")
+
+
+def register_method(name: str, factory: Callable[..., Any],
+                    inputs: Callable[[StudyConfig], dict]) -> None:
+    """Make a negative-sampling method available to ``run_one`` under ``name``.
+
+    ``factory(data, cfg, store, backbone)`` returns the sampler module; ``inputs(cfg)``
+    returns the settings that identify what it uses (they enter the run's cache key).
+    """
+    _METHODS[name] = factory
+    _METHOD_INPUTS[name] = inputs
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    backbone: str
+    method: str
+    seed: int
+    overrides: tuple[tuple[str, Any], ...] = ()   # CFConfig fields changed for this run
+
+    @property
+    def label(self) -> str:
+        extra = ",".join(f"{k}={v}" for k, v in self.overrides)
+        return f"{self.backbone}/{self.method}/seed{self.seed}" + (f"[{extra}]" if extra else "")
+
+
+def run_cf_config(cfg: StudyConfig, spec: RunSpec) -> CFConfig:
+    """The CF settings of one run: the preset's, with the backbone's conventions and overrides."""
+    cf = dataclasses.replace(cfg.cf, **dict(spec.overrides))
+    if spec.backbone == "ngcf" and not any(k in ("lr", "reg") for k, _ in spec.overrides):
+        cf = dataclasses.replace(cf, lr=cf.ngcf_lr, reg=cf.ngcf_reg)
+    return cf
+
+
+def run_inputs(cfg: StudyConfig, spec: RunSpec) -> dict:
+    """Exactly what determines a run's result (the cache key)."""
+    method_inputs = _METHOD_INPUTS[spec.method](cfg) if spec.method in _METHOD_INPUTS else {}
+    return {
+        "version": RECORD_VERSION,
+        "data": dataclasses.asdict(cfg.data),
+        "cf": dataclasses.asdict(run_cf_config(cfg, spec)),
+        "backbone": spec.backbone,
+        "method": spec.method,
+        "method_inputs": method_inputs,
+        "seed": spec.seed,
+    }
+
+
+def run_one(cfg: StudyConfig, data, store: ArtifactStore, spec: RunSpec,
+            epoch_callback: Callable | None = None) -> dict:
+    """Train and evaluate one run, or load its record if it already exists."""
+    from .train import train_run
+
+    def compute() -> dict:
+        factory = None
+        if spec.method in _METHODS:
+            method_factory = _METHODS[spec.method]
+
+            def factory(data_, cf_):
+                return method_factory(data_, cfg, store, spec.backbone)
+        elif spec.method not in ID_SAMPLERS:
+            raise KeyError(f"unknown method {spec.method!r}; known: {ID_SAMPLERS + tuple(_METHODS)}")
+        result = train_run(data, run_cf_config(cfg, spec), spec.backbone, spec.method, spec.seed,
+                           sampler_factory=factory, epoch_callback=epoch_callback)
+        return result_record(spec, result)
+
+    return store.cached(RUN_KIND, run_inputs(cfg, spec), compute)
+
+
+def result_record(spec: RunSpec, result) -> dict:
+    """A plain, picklable record of a finished run (embeddings kept for later analyses)."""
+    return {
+        "backbone": spec.backbone,
+        "method": spec.method,
+        "seed": spec.seed,
+        "overrides": dict(spec.overrides),
+        "label": spec.label,
+        "config": result.config,
+        "curves": result.curves,
+        "best_epoch": result.best_epoch,
+        "epochs_run": result.epochs_run,
+        "valid": result.valid,
+        "test": result.test,
+        "train_seconds": result.train_seconds,
+        "peak_mem_mb": result.peak_mem_mb,
+        "user_emb": result.user_emb,
+        "item_emb": result.item_emb,
+    }
+
+
+def run_grid(cfg: StudyConfig, data, store: ArtifactStore, specs: Iterable[RunSpec],
+             desc: str = "runs") -> list[dict]:
+    """Run (or reuse) every spec, with a progress bar."""
+    specs = list(specs)
+    records = []
+    for spec in tqdm(specs, desc=desc):
+        records.append(run_one(cfg, data, store, spec))
+    return records
+
+
+def main_grid(cfg: StudyConfig, methods: Iterable[str],
+              backbones: Iterable[str] | None = None) -> list[RunSpec]:
+    """Specs of the main table: the main backbone on ``main_seeds``, the others on ``seeds``."""
+    specs = []
+    for backbone in backbones or cfg.cf.backbones:
+        seeds = cfg.cf.main_seeds if backbone == cfg.cf.main_backbone else cfg.cf.seeds
+        specs += [RunSpec(backbone, m, s) for m in methods for s in seeds]
+    return specs
+
+
+def records_frame(records: list[dict], split: str = "test") -> pd.DataFrame:
+    """One row per run with its ``split`` metrics as columns."""
+    rows = []
+    for r in records:
+        row = {"backbone": r["backbone"], "method": r["method"], "seed": r["seed"],
+               "best_epoch": r["best_epoch"], "epochs_run": r["epochs_run"],
+               "train_seconds": r["train_seconds"]}
+        row.update({k: v for k, v in r.get("overrides", {}).items()})
+        row.update(r[split])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def curves_frame(records: list[dict]) -> pd.DataFrame:
+    """Per-epoch curves of all runs, long format."""
+    frames = []
+    for r in records:
+        c = pd.DataFrame(r["curves"]).copy()
+        c["backbone"], c["method"], c["seed"] = r["backbone"], r["method"], r["seed"]
+        frames.append(c)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -1,0 +1,54 @@
+"""Seed summaries, the paired t-test and the paper's table marks on hand-made numbers."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from hnlmrec_lib.tables import paired_test, paper_table, summarize
+
+
+def _frame():
+    rows = []
+    for seed, (ours, rns, dns) in enumerate([(3.0, 0.5, 1.0), (4.0, 1.5, 2.0), (5.0, 2.0, 2.5)]):
+        rows += [
+            {"backbone": "lightgcn", "method": "ours", "seed": seed, "ndcg@20": ours / 10},
+            {"backbone": "lightgcn", "method": "rns", "seed": seed, "ndcg@20": rns / 10},
+            {"backbone": "lightgcn", "method": "dns", "seed": seed, "ndcg@20": dns / 10},
+        ]
+    return pd.DataFrame(rows)
+
+
+def test_paired_t_test_by_hand():
+    frame = _frame()
+    frame.loc[(frame.method == "ours") & (frame.seed == 2), "ndcg@20"] = 0.35
+    # ours = [.30,.40,.35], dns = [.10,.20,.25]: d = [.2,.2,.1], mean .16667, s .057735,
+    # se .033333, t = 5.0 with df = 2
+    # two-sided p for df=2: 1 - t/sqrt(t^2+2) = 1 - 5/sqrt(27)
+    imp, p = paired_test(frame, "lightgcn", "ours", "dns", "ndcg@20")
+    assert p == pytest.approx(1 - 5 / math.sqrt(27), rel=1e-6)
+    assert imp == pytest.approx(100 * (0.35 - 0.55 / 3) / (0.55 / 3), rel=1e-3)
+
+
+def test_summary_mean_std():
+    s = summarize(_frame(), metrics=["ndcg@20"])
+    assert s.loc[("lightgcn", "rns"), ("ndcg@20", "mean")] == pytest.approx(0.13333, rel=1e-4)
+    assert s.loc[("lightgcn", "rns"), ("ndcg@20", "std")] == pytest.approx(0.076376, rel=1e-4)
+    assert s.loc[("lightgcn", "rns"), ("n_seeds", "")] == 3
+
+
+def test_table_marks_best_baseline_and_significance():
+    table = paper_table(_frame(), baselines=["rns", "dns"], ours=["ours"], metrics=["ndcg@20"])
+    assert table.loc[("lightgcn", "ours"), "ndcg@20"] == "**40.00***"
+    assert table.loc[("lightgcn", "dns"), "ndcg@20"] == "<u>18.33</u>"
+    assert table.loc[("lightgcn", "rns"), "ndcg@20"] == "13.33"
+    assert "vs dns" in table.loc[("lightgcn", "ours: improv."), "ndcg@20"]
+
+
+def test_no_star_when_ours_loses():
+    frame = _frame()
+    frame.loc[frame.method == "ours", "ndcg@20"] = 0.01
+    table = paper_table(frame, baselines=["rns", "dns"], ours=["ours"], metrics=["ndcg@20"])
+    assert "*" not in table.loc[("lightgcn", "ours"), "ndcg@20"]
+    assert table.loc[("lightgcn", "dns"), "ndcg@20"] == "**18.33**"
