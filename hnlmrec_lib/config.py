@@ -135,6 +135,11 @@ class SFTConfig:
     max_prompt_tokens: int = 160
     pairs_per_user: int = 1
     psi_hidden: int = 256
+    max_label_tokens: int = 64           # [BOS] label title + profile [EOS]
+    checkpoint_every: int = 50           # optimizer steps between checkpoints
+    grad_clip: float = 1.0               # max grad norm over LoRA + psi; 0 = off
+    encode_batch_size: int = 16          # pairs per forward when encoding e_llm
+    encode_chunk_size: int = 512         # pairs per cached chunk file (resume unit)
 
 
 @dataclass

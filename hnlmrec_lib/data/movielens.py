@@ -61,7 +61,8 @@ def read_atomic(path: Path, required: list[str]) -> pd.DataFrame:
     return frame
 
 
-def parse_title_year(title: str, year_text: str = "", date_text: str = "") -> tuple[str, int | None]:
+def parse_title_year(title: str, year_text: str = "",
+                     date_text: str = "") -> tuple[str, int | None]:
     """Split "Toy Story (1995)" into title and year; else use the year or release-date field."""
     title = " ".join(title.split())
     match = _TITLE_YEAR.match(title)

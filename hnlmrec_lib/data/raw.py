@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import gzip
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, TextIO
@@ -79,42 +80,83 @@ def parse_record(line: str) -> Any:
         return ast.literal_eval(line)
 
 
-def iter_records(path: Path, required: Iterable[str] = ()) -> Iterator[dict]:
-    """Yield the dict on each non-blank line of ``path``; errors name file, line and field."""
-    required = tuple(required)
+def numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of a file; an undecodable or truncated file names the line."""
+    if not path.exists():
+        raise MissingFileError(f"{path} not found")
+    lineno = 0
     with open_text(path) as fh:
-        for lineno, line in enumerate(fh, start=1):
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                record = parse_record(line)
-            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as err:
-                raise MalformedLineError(
-                    f"{path}, line {lineno}: not JSON nor a Python literal "
-                    f"({type(err).__name__}); starts with {line[:60]!r}"
-                ) from None
-            if not isinstance(record, dict):
-                raise MalformedLineError(
-                    f"{path}, line {lineno}: expected an object, got {type(record).__name__}"
-                )
-            for name in required:
-                if record.get(name) is None:
-                    raise MissingFieldError(f"{path}, line {lineno}: missing field {name!r}")
+        try:
+            for lineno, line in enumerate(fh, start=1):
+                yield lineno, line
+        except (UnicodeDecodeError, EOFError, OSError) as err:
+            raise MalformedLineError(
+                f"{path}, line {lineno + 1}: cannot read ({type(err).__name__}: {err})"
+            ) from None
+
+
+def iter_records(path: Path, required: Iterable[str] = (),
+                 convert: Callable[[dict], Any] | None = None,
+                 skip: Callable[[str], bool] | None = None) -> Iterator[Any]:
+    """Yield each non-blank line of ``path`` as a dict, or as ``convert(dict)``.
+
+    Errors name the file and line: unparsable text, a non-object, a missing required
+    field, or a value ``convert`` rejects (``ValueError``/``TypeError``). Lines for which
+    ``skip(text)`` is true are not parsed (a cheap pre-filter for metadata files).
+    """
+    required = tuple(required)
+    for lineno, line in numbered_lines(path):
+        line = line.strip()
+        if not line or (skip is not None and skip(line)):
+            continue
+        try:
+            record = parse_record(line)
+        except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError) as err:
+            raise MalformedLineError(
+                f"{path}, line {lineno}: not JSON nor a Python literal "
+                f"({type(err).__name__}); starts with {line[:60]!r}"
+            ) from None
+        if not isinstance(record, dict):
+            raise MalformedLineError(
+                f"{path}, line {lineno}: expected an object, got {type(record).__name__}"
+            )
+        for name in required:
+            if record.get(name) is None:
+                raise MissingFieldError(f"{path}, line {lineno}: missing field {name!r}")
+        if convert is None:
             yield record
+            continue
+        try:
+            row = convert(record)
+        except (ValueError, TypeError) as err:
+            raise MalformedLineError(f"{path}, line {lineno}: bad value ({err})") from None
+        yield row
 
 
-def chunked(records: Iterable[dict], to_row: Callable[[dict], tuple], columns: list[str],
-            size: int) -> Iterator[pd.DataFrame]:
-    """Group records into DataFrames of at most ``size`` rows using ``to_row``."""
-    rows: list[tuple] = []
-    for record in records:
-        rows.append(to_row(record))
-        if len(rows) >= size:
-            yield pd.DataFrame(rows, columns=columns)
-            rows = []
-    if rows:
-        yield pd.DataFrame(rows, columns=columns)
+def key_skipper(key: str, wanted: set[str]) -> Callable[[str], bool]:
+    """``skip`` for ``iter_records``: true when a line's ``key`` value is plainly unwanted.
+
+    The value is found with a regular expression on the raw text; lines where it cannot
+    be found are parsed as usual.
+    """
+    pattern = re.compile(r"""["']%s["']\s*:\s*["']([^"']*)["']""" % re.escape(key))
+
+    def skip(line: str) -> bool:
+        found = pattern.search(line)
+        return found is not None and found.group(1) not in wanted
+    return skip
+
+
+def chunked(rows: Iterable[tuple], columns: list[str], size: int) -> Iterator[pd.DataFrame]:
+    """Group row tuples into DataFrames of at most ``size`` rows."""
+    batch: list[tuple] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield pd.DataFrame(batch, columns=columns)
+            batch = []
+    if batch:
+        yield pd.DataFrame(batch, columns=columns)
 
 
 def find_file(folder: Path, stems: Iterable[str], suffixes: Iterable[str], what: str) -> Path:
@@ -130,10 +172,17 @@ def find_file(folder: Path, stems: Iterable[str], suffixes: Iterable[str], what:
 
 
 def clean_text(value: Any, limit: int | None = None) -> str:
-    """Whitespace-collapsed string of ``value`` (lists joined), cut to ``limit`` chars."""
-    if value is None:
+    """Whitespace-collapsed string of ``value`` (lists joined), cut to ``limit`` chars.
+
+    With a limit, only the first ``4 * limit + 64`` raw characters are looked at, so long
+    review texts cost little.
+    """
+    if value is None or limit == 0:
         return ""
     if isinstance(value, (list, tuple)):
-        value = " ".join(clean_text(v) for v in value)
-    text = " ".join(str(value).split())
+        value = " ".join(clean_text(v, limit) for v in value)
+    text = str(value)
+    if limit is not None:
+        text = text[: 4 * limit + 64]
+    text = " ".join(text.split())
     return text[:limit] if limit is not None else text
