@@ -27,5 +27,9 @@ def save_table(df: pd.DataFrame, name: str, root: str | Path, index: bool = True
     tables = Path(root) / "tables"
     csv_path, md_path = tables / f"{name}.csv", tables / f"{name}.md"
     atomic_write_text(csv_path, df.to_csv(index=index))
-    atomic_write_text(md_path, df.to_markdown(index=index, floatfmt=floatfmt) + "\n")
+    shown = df.copy()
+    for col in shown.columns:  # keep integer columns integer in the Markdown view
+        if pd.api.types.is_integer_dtype(shown[col]):
+            shown[col] = shown[col].astype(object)
+    atomic_write_text(md_path, shown.to_markdown(index=index, floatfmt=floatfmt) + "\n")
     return [csv_path, md_path]

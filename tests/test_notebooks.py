@@ -31,6 +31,15 @@ def check_00():
     assert groups.loc["Popular", "share of clicks"] > groups.loc["Popular", "items"] / groups["items"].sum()
 
 
+def check_01():
+    report = _table("profiles_json_success").set_index("profiles")
+    assert report.loc["item", "asked"] == SMOKE.profiles.max_items
+    assert report.loc["user", "asked"] == SMOKE.profiles.max_users
+    assert 0.0 <= report.loc["item", "json_ok_rate"] <= 1.0   # a random tiny LLM: any rate
+    rho = _table("profiles_semantic_vs_cooccurrence")["spearman rho"].iloc[0]
+    assert -1.0 <= rho <= 1.0 and rho == rho
+
+
 CHECKS = {name[len("check_"):]: fn for name, fn in dict(globals()).items() if name.startswith("check_")}
 
 

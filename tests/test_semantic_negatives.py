@@ -67,6 +67,10 @@ def test_candidates_contextualise_each_other_but_k1_is_per_vector():
     singles = aligner(x.reshape(-1, 1, IN_DIM)).reshape(2, K, CF_DIM)
     alone = torch.cat([aligner(x[:, j:j + 1]) for j in range(K)], dim=1)
     torch.testing.assert_close(singles, alone)
+    block = aligner.transformer                         # the K = 1 shortcut is exact attention
+    one = x[:, :1]
+    full, _ = block.attn(one, one, one, need_weights=False)
+    torch.testing.assert_close(block(one), block.norm(one + full))
 
 
 # --- Top-k selection (Eq. 28 (v2)) ---------------------------------------------------------
@@ -140,9 +144,11 @@ def test_bpr_reaches_projector_only_when_asked(toy_data, through):
 
 
 def test_lambda1_zero_gives_zero_aux(toy_data):
-    model, sampler = _setup(toy_data, lambda1=0.0)
+    model, sampler = _setup(toy_data, lambda1=0.0, bpr_through_projector=True)
     res, _, _, _ = _losses(model, sampler, toy_data)
     assert float(res.aux_loss) == 0.0 and not res.aux_loss.requires_grad
+    with pytest.warns(UserWarning, match="fixed random projection"):
+        _setup(toy_data, lambda1=0.0, bpr_through_projector=False)
 
 
 def test_aux_is_lambda1_times_align_loss_on_the_top1(toy_data):

@@ -119,7 +119,7 @@ def test_sft_steps_lower_the_loss(tmp_path, corpus):
     opt = torch.optim.AdamW([p for p in sft.parameters() if p.requires_grad], lr=5e-3)
     sft.train()
     losses = []
-    for _ in range(20):
+    for _ in range(10):
         opt.zero_grad()
         loss = sft.step(batch)
         loss.backward()

@@ -5,6 +5,7 @@ naive-prompting candidates, or SFT hidden states) into vectors in the CF latent 
 """
 from __future__ import annotations
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -22,10 +23,9 @@ class SemanticAlignmentTransformer(nn.Module):
     LayerNorm(x + MHA(x, x, x)).
 
     The sequence attended over is the K candidates generated for ONE (u, v+) pair, so
-    the candidates of a pair contextualise each other (a candidate shared in spirit by
-    the others is reinforced, an outlier is pulled towards the group). With K = 1 the
-    softmax is over a single key, so the block reduces to a learned per-vector map
-    LayerNorm(x + W_o W_v x). ``pad_mask`` (B, K) marks missing candidates (True =
+    the candidates of a pair contextualise each other. With K = 1 the softmax is over a
+    single key, so the block reduces to a learned per-vector map LayerNorm(x + W_o W_v x),
+    computed directly (a third of the projection cost). ``pad_mask`` (B, K) marks missing candidates (True =
     ignore); every sequence must keep at least one candidate.
     """
 
@@ -36,7 +36,12 @@ class SemanticAlignmentTransformer(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, x: Tensor, pad_mask: Tensor | None = None) -> Tensor:
-        out, _ = self.attn(x, x, x, key_padding_mask=pad_mask, need_weights=False)
+        if x.shape[1] == 1:  # one key: attention weights are 1, only W_v and W_o act
+            d = x.shape[-1]
+            v = F.linear(x, self.attn.in_proj_weight[2 * d:], self.attn.in_proj_bias[2 * d:])
+            out = self.attn.out_proj(v)
+        else:
+            out, _ = self.attn(x, x, x, key_padding_mask=pad_mask, need_weights=False)
         return self.norm(x + out)
 
 

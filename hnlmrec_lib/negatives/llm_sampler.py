@@ -12,6 +12,7 @@ label (Eq. 9 (v2)) and is returned as ``aux_loss = lambda1 * L_align`` (Eq. 10 (
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -103,6 +104,9 @@ class LLMNegativeSampler(NegativeSampler):
     minimised by LOWERING s(u, e_hard), so the projector can reduce it by drifting to
     easy negatives (far from every user), undoing the hardness. With False the BPR
     negative is e_hard.detach() and only L_align trains the aligner; with True both do.
+    With lambda1 = 0 ("LLM w/o Alignment") BPR is the aligner's only signal, so False
+    leaves it a fixed random map (the released code's untrained adapter): that
+    combination warns.
     """
 
     name = "llm"
@@ -130,10 +134,14 @@ class LLMNegativeSampler(NegativeSampler):
         usable = valid.any(dim=1)
         self.top_k, self.alpha, self.lambda1, self.tau = cfg.top_k, cfg.alpha_mix, cfg.lambda1, cfg.tau_c
         self.bpr_through_projector = bpr_through_projector
+        if cfg.lambda1 == 0 and not bpr_through_projector:
+            warnings.warn("lambda1 = 0 and bpr_through_projector = False: no loss reaches the "
+                          "aligner, it stays a fixed random projection", stacklevel=2)
         self.n_label_cands, self.track_nearest = n_label_cands, track_nearest
         self.aligner = SemanticAligner(in_dim, cf_dim, cfg.projector_hidden, cfg.attn_heads)
         self.register_buffer("bank", bank, persistent=False)
         self.register_buffer("bank_valid", valid, persistent=False)
+        self.all_valid = bool(valid.all())
         user_rows = torch.empty(0, dtype=torch.long) if row_of_user is None \
             else self._checked_rows(row_of_user.long(), usable)
         self.register_buffer("row_of_user", user_rows, persistent=False)
@@ -206,10 +214,11 @@ class LLMNegativeSampler(NegativeSampler):
         nearest: tuple[Tensor | None, Tensor | None] = (None, None)
         idx = has.nonzero().squeeze(1)
         if idx.numel():
-            r = rows[idx]
-            e_cand = self.aligner(self.bank[r].to(item_emb.dtype), ~self.bank_valid[r])
-            e_hard, chosen = select_top_k(user_emb[users[idx]], e_cand, self.top_k,
-                                          self.bank_valid[r])
+            uniq, inv = torch.unique(rows[idx], return_inverse=True)  # rows shared by pairs run once
+            pad = None if self.all_valid else ~self.bank_valid[uniq]
+            e_cand = self.aligner(self.bank[uniq].to(item_emb.dtype), pad)[inv]
+            valid = None if pad is None else ~pad[inv]
+            e_hard, chosen = select_top_k(user_emb[users[idx]], e_cand, self.top_k, valid)
             bpr_hard = e_hard if self.bpr_through_projector else e_hard.detach()
             if self.alpha < 1.0:  # Eq. 7 (v1): alpha * e_hard + (1 - alpha) * e_random
                 bpr_hard = self.alpha * bpr_hard + (1.0 - self.alpha) * neg[idx]

@@ -505,7 +505,7 @@ def _encode_prompts(sft: ContrastiveSFT, prompts: list[PromptIds], cf: torch.Ten
                             cf[idx], prefix=prefix)
         out[idx] = q.float().cpu().numpy()
         stats["tokens"] += int(batch.attention_mask.sum()) + skip * len(idx)
-        stats["padded_tokens"] += int(batch.attention_mask.numel()) + skip * len(idx)
+        stats["forward_tokens"] += int(batch.attention_mask.numel())
     return out
 
 
@@ -520,14 +520,15 @@ def encode_pairs(model: ContrastiveSFT | nn.Module, psi: SoftTokenProjector | No
     ``model`` is a ContrastiveSFT (``psi`` None) or a peft/causal LM with its ``psi``.
     ``profiles`` = (P_u by user id, P_v by item id). With ``cache_path``, chunks of
     ``cfg.encode_chunk_size`` pairs are written as they finish and reused on a rerun.
-    ``stats`` (optional dict) receives computed/reused chunk ids, tokens and seconds.
+    ``stats`` (optional dict) receives computed/reused chunk ids, ``tokens`` (real prompt
+    tokens), ``forward_tokens`` (positions run, padding included, shared prefix once), seconds.
     """
     sft = model if isinstance(model, ContrastiveSFT) else ContrastiveSFT(model, psi, cfg.tau_s)
     sft.eval()
     pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     user_profiles, item_profiles = profiles
     stats = stats if stats is not None else {}
-    stats.update(computed=[], reused=[], tokens=0, padded_tokens=0, seconds=0.0)
+    stats.update(computed=[], reused=[], tokens=0, forward_tokens=0, seconds=0.0)
     fingerprint = stable_hash({
         "data": _hash_arrays(pairs, user_emb, item_emb, user_profiles, item_profiles),
         "prompt": [instruction, template, cfg.max_prompt_tokens],
@@ -550,6 +551,7 @@ def encode_pairs(model: ContrastiveSFT | nn.Module, psi: SoftTokenProjector | No
         if prefix_cache and prefix is None:
             n_prefix = shared_prefix_len(tokenizer, instruction, cfg.max_prompt_tokens, template)
             prefix = sft.prefix_cache(prompts[0].ids[:n_prefix])
+            stats["forward_tokens"] += prefix.length
         got = _encode_prompts(sft, prompts, cf_pairs(user_emb, item_emb, p), pad_id,
                               cfg.encode_batch_size, prefix, sort_by_length, stats)
         if cache is not None:
