@@ -81,6 +81,11 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"done in {time.perf_counter() - t0:.1f} s", flush=True)
     print(f"study: all {len(books)} notebooks done in {time.perf_counter() - total:.1f} s")
+    if cfg.figure_root == PROJECT_ROOT / "figures":
+        from .readme import refresh
+
+        missing = refresh()
+        print("study: README tables refreshed" + (f" (not yet produced: {', '.join(missing)})" if missing else ""))
     return 0
 
 

@@ -25,8 +25,8 @@ class SemanticAlignmentTransformer(nn.Module):
     The sequence attended over is the K candidates generated for ONE (u, v+) pair, so
     the candidates of a pair contextualise each other. With K = 1 the softmax is over a
     single key, so the block reduces to a learned per-vector map LayerNorm(x + W_o W_v x),
-    computed directly (a third of the projection cost). ``pad_mask`` (B, K) marks missing candidates (True =
-    ignore); every sequence must keep at least one candidate.
+    computed directly (a third of the projection cost). ``pad_mask`` (B, K) marks
+    missing candidates (True = ignore); every sequence must keep at least one candidate.
     """
 
     def __init__(self, dim: int, heads: int) -> None:

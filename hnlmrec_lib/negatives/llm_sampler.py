@@ -132,7 +132,8 @@ class LLMNegativeSampler(NegativeSampler):
         if valid.shape != (n_rows, k_cand):
             raise ValueError(f"bank_valid must be {(n_rows, k_cand)}, got {tuple(valid.shape)}")
         usable = valid.any(dim=1)
-        self.top_k, self.alpha, self.lambda1, self.tau = cfg.top_k, cfg.alpha_mix, cfg.lambda1, cfg.tau_c
+        self.top_k, self.alpha = cfg.top_k, cfg.alpha_mix
+        self.lambda1, self.tau = cfg.lambda1, cfg.tau_c
         self.bpr_through_projector = bpr_through_projector
         if cfg.lambda1 == 0 and not bpr_through_projector:
             warnings.warn("lambda1 = 0 and bpr_through_projector = False: no loss reaches the "
@@ -214,7 +215,8 @@ class LLMNegativeSampler(NegativeSampler):
         nearest: tuple[Tensor | None, Tensor | None] = (None, None)
         idx = has.nonzero().squeeze(1)
         if idx.numel():
-            uniq, inv = torch.unique(rows[idx], return_inverse=True)  # rows shared by pairs run once
+            # a bank row shared by several pairs of the batch goes through the aligner once
+            uniq, inv = torch.unique(rows[idx], return_inverse=True)
             pad = None if self.all_valid else ~self.bank_valid[uniq]
             e_cand = self.aligner(self.bank[uniq].to(item_emb.dtype), pad)[inv]
             valid = None if pad is None else ~pad[inv]
