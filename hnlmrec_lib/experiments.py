@@ -19,10 +19,12 @@ from .config import CFConfig, StudyConfig
 RUN_KIND = "runs"
 RECORD_VERSION = 1
 
-# name -> factory(data, cfg, store, backbone_name) -> sampler module; filled by the LLM stages.
+# name -> factory(view, cfg, store, model) -> sampler module; filled by the LLM stages.
 _METHODS: dict[str, Callable[..., Any]] = {}
 # name -> dict of settings that identify the method's artifacts (part of the run key).
 _METHOD_INPUTS: dict[str, Callable[[StudyConfig], dict]] = {}
+# shown name -> registered name whose runs it shares (e.g. "x+align" -> "x+align@nobpr").
+_ALIASES: dict[str, str] = {}
 
 ID_SAMPLERS = ("rns", "dns", "dnsmn", "mixgcf", "ahns")
 
@@ -31,11 +33,20 @@ def register_method(name: str, factory: Callable[..., Any],
                     inputs: Callable[[StudyConfig], dict]) -> None:
     """Make a negative-sampling method available to ``run_one`` under ``name``.
 
-    ``factory(data, cfg, store, backbone)`` returns the sampler module; ``inputs(cfg)``
+    ``factory(view, cfg, store, model)`` returns the sampler module; ``inputs(cfg)``
     returns the settings that identify what it uses (they enter the run's cache key).
     """
     _METHODS[name] = factory
     _METHOD_INPUTS[name] = inputs
+
+
+def register_alias(alias: str, target: str) -> None:
+    """Show ``target``'s runs under the name ``alias`` (no retraining)."""
+    _ALIASES[alias] = target
+
+
+def resolve(method: str) -> str:
+    return _ALIASES.get(method, method)
 
 
 @dataclass(frozen=True)
@@ -61,13 +72,14 @@ def run_cf_config(cfg: StudyConfig, spec: RunSpec) -> CFConfig:
 
 def run_inputs(cfg: StudyConfig, spec: RunSpec) -> dict:
     """Exactly what determines a run's result (the cache key)."""
-    method_inputs = _METHOD_INPUTS[spec.method](cfg) if spec.method in _METHOD_INPUTS else {}
+    method = resolve(spec.method)
+    method_inputs = _METHOD_INPUTS[method](cfg) if method in _METHOD_INPUTS else {}
     return {
         "version": RECORD_VERSION,
         "data": dataclasses.asdict(cfg.data),
         "cf": dataclasses.asdict(run_cf_config(cfg, spec)),
         "backbone": spec.backbone,
-        "method": spec.method,
+        "method": method,
         "method_inputs": method_inputs,
         "seed": spec.seed,
     }
@@ -80,18 +92,20 @@ def run_one(cfg: StudyConfig, data, store: ArtifactStore, spec: RunSpec,
 
     def compute() -> dict:
         factory = None
-        if spec.method in _METHODS:
-            method_factory = _METHODS[spec.method]
+        method = resolve(spec.method)
+        if method in _METHODS:
+            method_factory = _METHODS[method]
 
-            def factory(data_, cf_):
-                return method_factory(data_, cfg, store, spec.backbone)
-        elif spec.method not in ID_SAMPLERS:
+            def factory(view, cf, model):
+                return method_factory(view, cfg, store, model)
+        elif method not in ID_SAMPLERS:
             raise KeyError(f"unknown method {spec.method!r}; known: {ID_SAMPLERS + tuple(_METHODS)}")
-        result = train_run(data, run_cf_config(cfg, spec), spec.backbone, spec.method, spec.seed,
+        result = train_run(data, run_cf_config(cfg, spec), spec.backbone, method, spec.seed,
                            sampler_factory=factory, epoch_callback=epoch_callback)
         return result_record(spec, result)
 
-    return store.cached(RUN_KIND, run_inputs(cfg, spec), compute)
+    record = store.cached(RUN_KIND, run_inputs(cfg, spec), compute)
+    return {**record, "method": spec.method, "label": spec.label}
 
 
 def result_record(spec: RunSpec, result) -> dict:
@@ -156,3 +170,15 @@ def curves_frame(records: list[dict]) -> pd.DataFrame:
         c["backbone"], c["method"], c["seed"] = r["backbone"], r["method"], r["seed"]
         frames.append(c)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def finished_llm_methods(cfg: StudyConfig, store: ArtifactStore) -> list[str]:
+    """LLM-based methods whose negative banks exist in ``store`` (registered on the way)."""
+    from .negatives.methods import register_available
+
+    return register_available(cfg, store)
+
+
+def supports(backbone: str) -> bool:
+    """Every backbone here exposes the embeddings the LLM sampler needs."""
+    return backbone in ("mf", "lightgcn", "ngcf", "sgl")

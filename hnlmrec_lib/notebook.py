@@ -43,6 +43,7 @@ class Session:
 
 def start(preset: str = "default", overrides: dict | None = None) -> Session:
     """Load the preset, set torch threads and seeds, and open the artifact store."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts OpenMP
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

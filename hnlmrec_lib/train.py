@@ -174,9 +174,9 @@ def train_epoch(model: Backbone, sampler: NegativeSampler, optimizer: torch.opti
         loss.backward()
         optimizer.step()
         n = len(users)
-        totals["loss"] += float(loss) * n
+        totals["loss"] += float(loss.detach()) * n
         for k, v in parts.items():
-            totals[k] += float(v) * n
+            totals[k] += float(v.detach()) * n
         if collect:
             kept["users"].append(users)
             kept["pos_items"].append(pos_items)

@@ -16,7 +16,7 @@ from hnlmrec_lib.negatives.hybrid_prompt import (
 )
 from hnlmrec_lib.negatives.sft import (
     ContrastiveSFT, SFTCorpus, encode_labels, encode_pairs, load_adapter, make_batch,
-    retrieval_check, save_adapter, sft_info_nce, train_sft,
+    retrieval_check, save_adapter, sft_info_nce, sft_retrieval, train_sft,
 )
 
 USERS = ["likes action movies and thrillers", "a student who rated comedies",
@@ -27,6 +27,15 @@ ITEMS = ["Toy Story (1995)", "Heat (1995)", "Fargo", "Alien", "Babe", "Clueless"
 CFG = SFTConfig(lora_r=4, lora_alpha=8, lora_dropout=0.0, psi_hidden=16, batch_size=4,
                 max_prompt_tokens=96, max_label_tokens=24, lr=5e-3, checkpoint_every=2,
                 max_train_pairs=None, encode_batch_size=3, encode_chunk_size=3)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The tiny model's ops are too small to share; a second OpenMP thread only waits."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def tiny(tmp: Path, family: str = "gemma3-270m"):
@@ -64,6 +73,8 @@ def test_prompt_ids_are_built_in_segments(tmp_path):
     right = build_hybrid_batch(tok, DEFAULT_INSTRUCTION, ["short"], ["x"], 80,
                                padding_side="right", skip_prefix=n_prefix)
     assert right.input_ids[0].tolist() == one.ids[n_prefix:] and right.soft_positions[0, 0] == 0
+    profile_first = "{user_profile} <user_cf> {item_profile} <item_cf>"
+    assert shared_prefix_len(tok, DEFAULT_INSTRUCTION, 80, profile_first) == 1  # just [BOS]
 
 
 @pytest.mark.parametrize("family", ["gemma3-270m", "smollm2-135m-instruct"])
@@ -192,6 +203,16 @@ def test_retrieval_check_ranks_labels(tmp_path, corpus):
     sft, tok = wrapped(tmp_path)
     labels = encode_labels(sft, tok, corpus.label_texts, CFG)
     assert labels.shape == (8, 64) and np.isfinite(labels).all()
+
+
+def test_training_moves_queries_to_their_labels(tmp_path, corpus):
+    sft, tok = wrapped(tmp_path)
+    before = sft_retrieval(sft, tok, corpus, CFG)
+    cfg = SFTConfig(**{**CFG.__dict__, "epochs": 8, "checkpoint_every": 100})
+    history = train_sft(sft, tok, corpus, cfg, tmp_path / "run")
+    after = sft_retrieval(sft, tok, corpus, cfg)
+    assert len(history["loss"]) == 16 and np.mean(history["loss"][-4:]) < history["loss"][0]
+    assert after["mrr"] > before["mrr"] + 0.2, (before, after)
 
 
 @pytest.mark.gpu

@@ -1,11 +1,12 @@
 """Collaborative-filtering backbones, negative samplers and their losses."""
-from .backbones import BACKBONES, MF, NGCF, SGL, Backbone, LightGCN, build_backbone, normalized_adjacency
+from .backbones import (BACKBONES, MF, NGCF, SGL, Backbone, LightGCN, build_backbone,
+                        normalized_adjacency, sym_spmm)
 from .losses import bpr_loss, info_nce
 from .samplers import (AHNS, DNS, RNS, SAMPLERS, MixGCF, NegativeSampler, SampleResult,
                        ahns_select, build_sampler, dns_select, mixgcf_mix)
 
 __all__ = [
     "BACKBONES", "SAMPLERS", "Backbone", "MF", "LightGCN", "NGCF", "SGL", "build_backbone",
-    "normalized_adjacency", "bpr_loss", "info_nce", "NegativeSampler", "SampleResult", "RNS",
+    "normalized_adjacency", "sym_spmm", "bpr_loss", "info_nce", "NegativeSampler", "SampleResult", "RNS",
     "DNS", "AHNS", "MixGCF", "build_sampler", "dns_select", "ahns_select", "mixgcf_mix",
 ]

@@ -6,6 +6,7 @@ them. Graph propagation uses ``torch.sparse`` only; no dense N x N matrix is bui
 """
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -32,22 +33,50 @@ class HasTrain(Protocol):
 def normalized_adjacency(n_users: int, n_items: int, pairs: np.ndarray) -> Tensor:
     """Symmetric D^-1/2 A D^-1/2 of the user-item bipartite graph, no self loops.
 
-    Nodes are users ``0..n_users-1`` then items. Isolated nodes get a zero row.
-    Returns a coalesced sparse COO float32 tensor of shape (n_users+n_items,)*2.
+    Nodes are users ``0..n_users-1`` then items. Duplicate pairs count once; isolated
+    nodes get a zero row. Returns a sparse CSR float32 tensor of shape (n, n),
+    n = n_users + n_items.
     """
     n = n_users + n_items
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     rows = np.concatenate([pairs[:, 0], pairs[:, 1] + n_users])
     cols = np.concatenate([pairs[:, 1] + n_users, pairs[:, 0]])
-    adj = sp.coo_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n, n)).tocsr()
-    adj.data[:] = 1.0  # duplicate pairs count once
+    adj = sp.csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(n, n))
+    adj.sum_duplicates()
+    adj.data[:] = 1.0
     deg = np.asarray(adj.sum(axis=1)).ravel()
     with np.errstate(divide="ignore"):
         inv_sqrt = np.where(deg > 0, deg ** -0.5, 0.0).astype(np.float32)
-    norm = sp.diags(inv_sqrt) @ adj @ sp.diags(inv_sqrt)
-    norm = norm.tocoo()
-    index = torch.from_numpy(np.vstack([norm.row, norm.col]).astype(np.int64))
-    values = torch.from_numpy(norm.data.astype(np.float32))
-    return torch.sparse_coo_tensor(index, values, (n, n)).coalesce()
+    norm = sp.csr_matrix(sp.diags(inv_sqrt) @ adj @ sp.diags(inv_sqrt), dtype=np.float32)
+    norm.sort_indices()
+    with warnings.catch_warnings():  # "sparse CSR support is in beta"
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.sparse_csr_tensor(torch.from_numpy(norm.indptr.astype(np.int64)),
+                                       torch.from_numpy(norm.indices.astype(np.int64)),
+                                       torch.from_numpy(norm.data), (n, n),
+                                       check_invariants=True)
+
+
+class _SymmetricSpMM(torch.autograd.Function):
+    """y = A x for a symmetric sparse A; the gradient A^T g is again A g.
+
+    Written out because autograd through ``torch.sparse.mm`` transposes and re-coalesces
+    A on every backward, which dominated a LightGCN step on CPU.
+    """
+
+    @staticmethod
+    def forward(ctx, adj: Tensor, dense: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.adj = adj
+        return adj @ dense
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[None, Tensor]:  # type: ignore[override]
+        return None, ctx.adj @ grad
+
+
+def sym_spmm(adj: Tensor, dense: Tensor) -> Tensor:
+    """Differentiable (in ``dense``) product of a symmetric sparse matrix and a dense one."""
+    return _SymmetricSpMM.apply(adj, dense)
 
 
 class Backbone(nn.Module):
@@ -147,7 +176,7 @@ class LightGCN(Backbone):
         emb = torch.cat([self.user_ego, self.item_ego], 0)
         hops = [emb]
         for _ in range(self.layers):
-            emb = torch.sparse.mm(adj, emb)
+            emb = sym_spmm(adj, emb)
             hops.append(emb)
         stacked = torch.stack(hops, dim=1)
         return stacked[: self.n_users], stacked[self.n_users:]
@@ -193,7 +222,7 @@ class NGCF(Backbone):
         ego = torch.cat([self.user_ego, self.item_ego], 0)
         hops = [ego]
         for w_sum, w_bi in zip(self.w_sum, self.w_bi):
-            side = torch.sparse.mm(self.adj, ego)
+            side = sym_spmm(self.adj, ego)
             ego = F.leaky_relu(w_sum(side + ego), 0.2) + F.leaky_relu(w_bi(side * ego), 0.2)
             ego = self.dropout(ego)
             hops.append(F.normalize(ego, dim=1))

@@ -7,6 +7,7 @@ caller supplies few-shot completion text, and messages are joined as plain "Role
 """
 from __future__ import annotations
 
+import warnings
 from typing import Any, Sequence
 
 import torch
@@ -79,6 +80,10 @@ def generate(
     texts = [render_prompt(tok, p, use_chat_template) for p in prompts]
     tok.padding_side, tok.truncation_side = "left", "left"
     lengths = [len(tok(t, add_special_tokens=False).input_ids) for t in texts]
+    too_long = sum(n >= cfg.max_prompt_tokens for n in lengths)
+    if too_long:
+        warnings.warn(f"{too_long} prompt(s) reach llm.max_prompt_tokens={cfg.max_prompt_tokens} "
+                      "and lose their first tokens; shorten them or raise the limit", stacklevel=2)
     order = sorted(range(len(texts)), key=lambda i: lengths[i])
     batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
     if progress:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import warnings
 from typing import Any, Sequence
 
 MAX_CANDIDATES = 64
@@ -86,7 +87,8 @@ def _balanced(text: str, start: int) -> str:
     tail = text[start:].rstrip()
     if quote:
         tail += quote
-    tail = re.sub(r',\s*"[^"]*"\s*:?\s*$', "", tail)  # a key cut off before its value
+    if stack and stack[-1] == "}":  # inside an object: drop a key cut off before its value
+        tail = re.sub(r',\s*"[^"]*"\s*:?\s*$', "", tail)
     tail = re.sub(r"[,:]\s*$", "", tail)
     return tail + "".join(reversed(stack))
 
@@ -104,7 +106,9 @@ def _parse_candidate(blob: str) -> Any:
         except (json.JSONDecodeError, RecursionError):
             pass
     try:
-        return ast.literal_eval(_TRAILING_COMMA.sub(r"\1", blob))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # invalid escape sequences in model text
+            return ast.literal_eval(_TRAILING_COMMA.sub(r"\1", blob))
     except (ValueError, SyntaxError, MemoryError, RecursionError, TypeError):
         return None
 

@@ -118,6 +118,8 @@ def load_causal_lm(
     quant = _quantization_config(load_in_4bit, load_in_8bit, dtype)
     if tiny_random:
         model, tok, ident = _tiny_random(name, store_root)
+        if dtype != "float32":
+            model, ident = model.to(_DTYPES[dtype]), f"{ident}/{dtype}"
     elif name in BUNDLED:
         folder = ensure_cached(name, store_root)
         model, tok = _from_folder(folder, dtype, quant)
@@ -221,21 +223,32 @@ def load_gguf(gguf: Path) -> tuple[Any, Any]:
 
 
 def _build_cache(folder: Path, locate: Any) -> Path:
-    """Load the GGUF, save model + tokenizer to a temp folder, rename it to ``folder``."""
+    """Load the GGUF found by ``locate(scratch)`` and save it as ``folder``."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
         model, tok = load_gguf(locate(scratch))
-        quantizer = getattr(model, "hf_quantizer", None)
-        if quantizer is not None:
-            quantizer.remove_quantization_config(model)
+        save_dequantised(model, tok, folder)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return folder
+
+
+def save_dequantised(model: Any, tok: Any, folder: Path) -> Path:
+    """Save a GGUF-loaded model + tokenizer as a safetensors folder, atomically."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:
+        quantizer.remove_quantization_config(model)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{folder.name}.save.", dir=folder.parent))
+    try:
         out = scratch / "model"
         model.save_pretrained(out)
         tok.save_pretrained(out)
         try:
             os.replace(out, folder)
         except OSError:
-            if not (folder / "config.json").exists():  # lost a race only if the winner finished
+            if not (folder / "config.json").exists():  # a lost race is fine once the winner finished
                 raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import NamedTuple, Sequence
+from typing import TYPE_CHECKING, NamedTuple, Sequence
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 USER_CF = "<user_cf>"
 ITEM_CF = "<item_cf>"
@@ -37,14 +40,16 @@ DEFAULT_TEMPLATE = (
 class SoftTokenProjector(nn.Module):
     """psi: an MLP from the CF space (cf_dim) to the LLM's input embedding space.
 
-    ``out_scale`` (a fixed buffer) puts the initial outputs on the scale of the token
-    embeddings, e.g. their RMS norm; Gemma multiplies embeddings by sqrt(hidden).
+    A final LayerNorm and the fixed ``out_scale`` (set to the token embeddings' RMS)
+    give soft tokens the scale of real tokens whatever the CF embeddings' scale (Gemma
+    multiplies its embeddings by sqrt(hidden); LightGCN embeddings are small).
     """
 
     def __init__(self, cf_dim: int, hidden: int, out_dim: int, out_scale: float = 1.0):
         super().__init__()
         self.cf_dim, self.hidden, self.out_dim = cf_dim, hidden, out_dim
-        self.net = nn.Sequential(nn.Linear(cf_dim, hidden), nn.GELU(), nn.Linear(hidden, out_dim))
+        self.net = nn.Sequential(nn.Linear(cf_dim, hidden), nn.GELU(),
+                                 nn.Linear(hidden, out_dim), nn.LayerNorm(out_dim))
         self.register_buffer("out_scale", torch.tensor(float(out_scale)))
 
     def forward(self, cf: torch.Tensor) -> torch.Tensor:
@@ -65,7 +70,7 @@ class PromptIds:
     soft: tuple[int, int]
 
 
-def placeholder_id(tokenizer) -> int:
+def placeholder_id(tokenizer: PreTrainedTokenizerBase) -> int:
     """The id stored at soft-token positions (its embedding is overwritten by psi)."""
     for tid in (tokenizer.unk_token_id, tokenizer.pad_token_id, tokenizer.eos_token_id):
         if tid is not None:
@@ -73,7 +78,7 @@ def placeholder_id(tokenizer) -> int:
     raise ValueError("tokenizer has no unk, pad or eos id to use as a placeholder")
 
 
-def bos_ids(tokenizer) -> list[int]:
+def bos_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """[BOS] when the tokenizer itself would put one in front of a text, else []."""
     bos = tokenizer.bos_token_id
     if bos is None:
@@ -82,7 +87,7 @@ def bos_ids(tokenizer) -> list[int]:
     return [int(bos)] if added[:1] == [bos] else []
 
 
-def _text_ids(tokenizer, text: str) -> list[int]:
+def _text_ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
     return list(tokenizer(text, add_special_tokens=False)["input_ids"]) if text else []
 
 
@@ -105,8 +110,9 @@ def template_parts(template: str) -> list[str]:
     return parts
 
 
-def encode_prompt(tokenizer, instruction: str, user_profile: str, item_profile: str,
-                  max_tokens: int, template: str = DEFAULT_TEMPLATE) -> PromptIds:
+def encode_prompt(tokenizer: PreTrainedTokenizerBase, instruction: str, user_profile: str,
+                  item_profile: str, max_tokens: int,
+                  template: str = DEFAULT_TEMPLATE) -> PromptIds:
     """Ids of one hybrid prompt: [BOS] segments ... [EOS], at most ``max_tokens`` long.
 
     The profiles share what the instruction and template leave (each gets at least half
@@ -137,7 +143,8 @@ def encode_prompt(tokenizer, instruction: str, user_profile: str, item_profile: 
         budget += cut
     if budget < 0:
         raise ValueError(f"max_tokens={max_tokens} is too small for the template")
-    keep = _split_budget(len(profile_ids["{user_profile}"]), len(profile_ids["{item_profile}"]), budget)
+    keep = _split_budget(len(profile_ids["{user_profile}"]),
+                         len(profile_ids["{item_profile}"]), budget)
     keep_of = dict(zip(("{user_profile}", "{item_profile}"), keep))
     ids, soft = list(head), {}
     for part, seg in zip(parts, fixed):
@@ -150,11 +157,17 @@ def encode_prompt(tokenizer, instruction: str, user_profile: str, item_profile: 
     return PromptIds(ids, (soft[USER_CF], soft[ITEM_CF]))
 
 
-def shared_prefix_len(tokenizer, instruction: str, max_tokens: int,
+def shared_prefix_len(tokenizer: PreTrainedTokenizerBase, instruction: str, max_tokens: int,
                       template: str = DEFAULT_TEMPLATE) -> int:
-    """Tokens before the first soft token: the same for every prompt of one instruction."""
-    p = encode_prompt(tokenizer, instruction, "", "", max_tokens, template)
-    return min(p.soft)
+    """Tokens every prompt of one instruction shares: up to the first soft token or profile.
+
+    Two prompts whose profiles differ in their first token agree exactly up to the first
+    profile, and the instruction's truncation does not depend on the profiles.
+    """
+    p0 = encode_prompt(tokenizer, instruction, "0", "0", max_tokens, template)
+    p1 = encode_prompt(tokenizer, instruction, "x", "x", max_tokens, template)
+    common = next((i for i, (a, b) in enumerate(zip(p0.ids, p1.ids)) if a != b), len(p0.ids))
+    return min(common, *p0.soft)
 
 
 def pad_batch(rows: Sequence[list[int]], pad_id: int, padding_side: str = "left"
@@ -174,7 +187,7 @@ def pad_batch(rows: Sequence[list[int]], pad_id: int, padding_side: str = "left"
     return ids, mask, shift
 
 
-def pad_token_id(tokenizer) -> int:
+def pad_token_id(tokenizer: PreTrainedTokenizerBase) -> int:
     """The pad id, or EOS where the tokenizer has no pad token."""
     tid = tokenizer.pad_token_id
     return int(tid if tid is not None else tokenizer.eos_token_id)
@@ -194,8 +207,9 @@ def collate_prompts(prompts: Sequence[PromptIds], pad_id: int, *, padding_side: 
     return HybridBatch(ids, mask, soft)
 
 
-def build_hybrid_batch(tokenizer, instruction: str, user_profiles: Sequence[str],
-                       item_profiles: Sequence[str], max_tokens: int, *,
+def build_hybrid_batch(tokenizer: PreTrainedTokenizerBase, instruction: str,
+                       user_profiles: Sequence[str], item_profiles: Sequence[str],
+                       max_tokens: int, *,
                        template: str = DEFAULT_TEMPLATE, padding_side: str = "left",
                        skip_prefix: int = 0) -> HybridBatch:
     """Batch of hybrid prompts (Eq. 11 v2), [EOS] as the last real token of each row."""
@@ -212,7 +226,7 @@ def label_text(title: str, profile: str) -> str:
     return f"{title.strip()}\n{profile.strip()}".strip()
 
 
-def label_batch(tokenizer, label_texts: Sequence[str], max_tokens: int, *,
+def label_batch(tokenizer: PreTrainedTokenizerBase, label_texts: Sequence[str], max_tokens: int, *,
                 padding_side: str = "left") -> tuple[torch.Tensor, torch.Tensor]:
     """[BOS] label text [EOS], truncated to ``max_tokens``; returns ids and mask."""
     head, eos = bos_ids(tokenizer), [int(tokenizer.eos_token_id)]

@@ -18,6 +18,7 @@ sorts each chunk by prompt length to cut padding.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import inspect
 import json
@@ -28,7 +29,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -38,12 +39,17 @@ from torch import nn
 
 from hnlmrec_lib.artifacts import atomic_path, atomic_write_text, stable_hash
 from hnlmrec_lib.config import SFTConfig
+from hnlmrec_lib.llm.hidden import causal_lm_body, encode_last_token, last_token_index
 from hnlmrec_lib.negatives.hybrid_prompt import (
     DEFAULT_INSTRUCTION, DEFAULT_TEMPLATE, PromptIds, SoftTokenProjector, collate_prompts,
     encode_prompt, inject_soft_tokens, label_batch, pad_token_id, shared_prefix_len,
 )
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
 CHECKPOINTS = "checkpoints"
+_NOT_TRAINING = ("checkpoint_every", "encode_batch_size", "encode_chunk_size")
 LATEST = "LATEST"
 
 
@@ -70,30 +76,17 @@ def sft_info_nce(q_emb: torch.Tensor, label_emb: torch.Tensor, tau_s: float,
     return F.cross_entropy(logits, torch.arange(len(q), device=q.device))
 
 
-# --- the transformer body and last-token pooling -----------------------------------------
-
-def decoder_body(model: nn.Module) -> nn.Module:
-    """Embeddings + blocks + final norm, without the LM head, under any peft wrapper."""
-    m = model.get_base_model() if hasattr(model, "get_base_model") else model
-    body = getattr(m, getattr(m, "base_model_prefix", ""), None)
-    return body if isinstance(body, nn.Module) else m
-
+# --- the transformer body and the shared-prefix cache -----------------------------------------
 
 def _cache_kwarg(body: nn.Module) -> str:
-    """transformers >= 5.2x names the key/value cache argument ``cache``; older, ``past_key_values``."""
+    """Name of the key/value cache argument: ``cache`` (newer transformers 5.x) or
+    ``past_key_values``."""
     return "cache" if "cache" in inspect.signature(body.forward).parameters else "past_key_values"
 
 
 def position_ids_for(mask: torch.Tensor, offset: int = 0) -> torch.Tensor:
-    """Positions counted over real tokens only, so left padding changes nothing."""
+    """Positions counted over real tokens only, starting at ``offset``."""
     return (mask.long().cumsum(-1) - 1).clamp(min=0) + offset
-
-
-def pool_last(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Hidden state of each row's last real token ([EOS]) under left or right padding."""
-    pos = torch.arange(mask.shape[1], device=mask.device)
-    last = (mask.bool() * pos).max(dim=-1).values
-    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
 
 
 @dataclass
@@ -122,7 +115,8 @@ class SFTBatch(NamedTuple):
 # --- the model: LoRA LLM + psi -----------------------------------------------------------
 
 def _is_kbit(model: nn.Module) -> bool:
-    return bool(getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False))
+    return bool(getattr(model, "is_loaded_in_4bit", False)
+                or getattr(model, "is_loaded_in_8bit", False))
 
 
 def token_embedding_rms(embed: nn.Module, sample: int = 4096) -> float:
@@ -149,7 +143,8 @@ class ContrastiveSFT(nn.Module):
         if _is_kbit(base_model):
             if not torch.cuda.is_available():
                 raise RuntimeError("a 4/8-bit model needs CUDA for QLoRA training")
-            base_model = prepare_model_for_kbit_training(base_model, use_gradient_checkpointing=True)
+            base_model = prepare_model_for_kbit_training(
+                base_model, use_gradient_checkpointing=True)
         lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           target_modules=list(cfg.target_modules), bias="none")
         model = get_peft_model(base_model, lora)
@@ -164,16 +159,18 @@ class ContrastiveSFT(nn.Module):
 
     def _encode(self, embeds: torch.Tensor, mask: torch.Tensor,
                 prefix: PrefixCache | None = None) -> torch.Tensor:
-        body = decoder_body(self.model)
+        """[EOS] (last real token) state of the LM body; the LM head is never run."""
         if prefix is None:
-            out = body(inputs_embeds=embeds, attention_mask=mask,
-                       position_ids=position_ids_for(mask), use_cache=False)
-        else:  # suffix rows are right padded: the prefix and each row stay contiguous
-            full = torch.cat([mask.new_ones(mask.shape[0], prefix.length), mask], dim=1)
-            out = body(inputs_embeds=embeds, attention_mask=full,
-                       position_ids=position_ids_for(mask, prefix.length), use_cache=True,
-                       **{_cache_kwarg(body): prefix.expand(mask.shape[0])})
-        return pool_last(out.last_hidden_state, mask)
+            return encode_last_token(self.model, None, mask, inputs_embeds=embeds)
+        # suffix rows are right padded, so the prefix and each row stay contiguous
+        body = causal_lm_body(self.model)
+        full = torch.cat([mask.new_ones(mask.shape[0], prefix.length), mask], dim=1)
+        out = body(inputs_embeds=embeds, attention_mask=full,
+                   position_ids=position_ids_for(mask, prefix.length), use_cache=True,
+                   **{_cache_kwarg(body): prefix.expand(mask.shape[0])})
+        hidden = out.last_hidden_state
+        rows = torch.arange(hidden.shape[0], device=hidden.device)
+        return hidden[rows, last_token_index(mask).to(hidden.device)]
 
     def query_embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                     soft_positions: torch.Tensor, cf: torch.Tensor,
@@ -194,7 +191,7 @@ class ContrastiveSFT(nn.Module):
     def prefix_cache(self, prefix_ids: Sequence[int]) -> PrefixCache:
         """Run the shared prefix once and keep its key/value cache."""
         ids = torch.tensor([list(prefix_ids)], dtype=torch.long, device=self.device)
-        out = decoder_body(self.model)(input_ids=ids, position_ids=torch.arange(
+        out = causal_lm_body(self.model)(input_ids=ids, position_ids=torch.arange(
             ids.shape[1], device=self.device)[None], use_cache=True)
         cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
         return PrefixCache(cache, ids.shape[1])
@@ -251,10 +248,12 @@ class SFTCorpus:
 
 def cf_pairs(user_emb: np.ndarray, item_emb: np.ndarray, pairs: np.ndarray) -> torch.Tensor:
     """(B, 2, d) stack of e_u and e_v for (user, item) rows."""
-    return torch.from_numpy(np.stack([user_emb[pairs[:, 0]], item_emb[pairs[:, 1]]], axis=1)).float()
+    stacked = np.stack([user_emb[pairs[:, 0]], item_emb[pairs[:, 1]]], axis=1)
+    return torch.from_numpy(stacked).float()
 
 
-def make_batch(tokenizer, corpus: SFTCorpus, rows: np.ndarray, cfg: SFTConfig) -> SFTBatch:
+def make_batch(tokenizer: PreTrainedTokenizerBase, corpus: SFTCorpus, rows: np.ndarray,
+               cfg: SFTConfig) -> SFTBatch:
     """Prompts (left padded), CF vectors and label texts of ``corpus.triples[rows]``."""
     t = corpus.triples[rows]
     prompts = [encode_prompt(tokenizer, corpus.instruction, corpus.user_profiles[u],
@@ -276,7 +275,7 @@ def _training_rows(n: int, cap: int | None, seed: int) -> np.ndarray:
 
 
 def _micro_batch(rows: np.ndarray, m: int, per_epoch: int, size: int, seed: int) -> np.ndarray:
-    """Rows of global micro-batch ``m``: a fresh seeded shuffle each epoch, last partial batch dropped."""
+    """Rows of global micro-batch ``m``: a seeded shuffle per epoch, partial batch dropped."""
     epoch, j = divmod(m, per_epoch)
     perm = np.random.default_rng([seed, epoch]).permutation(len(rows))
     return rows[perm[j * size:(j + 1) * size]]
@@ -352,8 +351,8 @@ def load_checkpoint(sft: ContrastiveSFT, opt: torch.optim.Optimizer, out_dir: Pa
 
 # --- training loop -----------------------------------------------------------------------
 
-def train_sft(model: ContrastiveSFT, tokenizer, examples: SFTCorpus, cfg: SFTConfig,
-              out_dir: str | Path, resume: bool = True, *, seed: int = 0,
+def train_sft(model: ContrastiveSFT, tokenizer: PreTrainedTokenizerBase, examples: SFTCorpus,
+              cfg: SFTConfig, out_dir: str | Path, resume: bool = True, *, seed: int = 0,
               max_steps: int | None = None) -> dict:
     """Eq. 12 (v2) SFT with AdamW over LoRA + psi; checkpoints; resumes when rerun.
 
@@ -369,7 +368,8 @@ def train_sft(model: ContrastiveSFT, tokenizer, examples: SFTCorpus, cfg: SFTCon
     size = min(cfg.batch_size, len(rows))
     per_epoch = max(1, len(rows) // size)
     total = max(1, cfg.epochs * per_epoch // cfg.grad_accum)
-    fingerprint = stable_hash({"cfg": cfg, "data": examples.fingerprint(), "seed": seed,
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _NOT_TRAINING}
+    fingerprint = stable_hash({"cfg": settings, "data": examples.fingerprint(), "seed": seed,
                                "model": getattr(model.model, "hnlmrec_id", "")})
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
@@ -424,7 +424,8 @@ def save_adapter(model: ContrastiveSFT, path: str | Path) -> Path:
     return path
 
 
-def load_adapter(base_model: nn.Module, path: str | Path, *, trainable: bool = False) -> ContrastiveSFT:
+def load_adapter(base_model: nn.Module, path: str | Path, *,
+                 trainable: bool = False) -> ContrastiveSFT:
     """Rebuild a ContrastiveSFT from ``save_adapter``'s folder on a fresh base model."""
     from peft import PeftModel
 
@@ -509,9 +510,10 @@ def _encode_prompts(sft: ContrastiveSFT, prompts: list[PromptIds], cf: torch.Ten
     return out
 
 
-def encode_pairs(model: ContrastiveSFT | nn.Module, psi: SoftTokenProjector | None, tokenizer,
-                 pairs: np.ndarray, user_emb: np.ndarray, item_emb: np.ndarray,
-                 profiles: tuple[Sequence[str], Sequence[str]], cfg: SFTConfig,
+def encode_pairs(model: ContrastiveSFT | nn.Module, psi: SoftTokenProjector | None,
+                 tokenizer: PreTrainedTokenizerBase, pairs: np.ndarray, user_emb: np.ndarray,
+                 item_emb: np.ndarray, profiles: tuple[Sequence[str], Sequence[str]],
+                 cfg: SFTConfig,
                  cache_path: str | Path | None, *, instruction: str = DEFAULT_INSTRUCTION,
                  template: str = DEFAULT_TEMPLATE, prefix_cache: bool = True,
                  sort_by_length: bool = True, stats: dict | None = None) -> np.ndarray:
@@ -563,7 +565,8 @@ def encode_pairs(model: ContrastiveSFT | nn.Module, psi: SoftTokenProjector | No
 
 
 @torch.no_grad()
-def encode_labels(model: ContrastiveSFT, tokenizer, label_texts: Sequence[str], cfg: SFTConfig,
+def encode_labels(model: ContrastiveSFT, tokenizer: PreTrainedTokenizerBase,
+                  label_texts: Sequence[str], cfg: SFTConfig,
                   batch_size: int | None = None) -> np.ndarray:
     """N_emb (n, H) of label texts (e.g. every catalogue item), sorted by length to batch."""
     model.eval()
@@ -587,8 +590,11 @@ def retrieval_check(q_emb: np.ndarray, label_item_ids: np.ndarray, item_label_em
     Returns MRR, hit@k and the mean rank (1 = best). Ties count against the label, so
     a collapsed model (all embeddings equal) ranks last, not first.
     """
-    q = q_emb / np.maximum(np.linalg.norm(q_emb, axis=1, keepdims=True), 1e-12)
-    items = item_label_emb / np.maximum(np.linalg.norm(item_label_emb, axis=1, keepdims=True), 1e-12)
+    def unit(x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float32)
+        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+    q, items = unit(q_emb), unit(item_label_emb)
     labels = np.asarray(label_item_ids, dtype=np.int64)
     ranks = np.empty(len(q), dtype=np.int64)
     for s in range(0, len(q), 4096):
@@ -598,3 +604,17 @@ def retrieval_check(q_emb: np.ndarray, label_item_ids: np.ndarray, item_label_em
     out = {"n": float(len(q)), "mrr": float(np.mean(1.0 / ranks)), "mean_rank": float(ranks.mean())}
     out.update({f"hit@{k}": float(np.mean(ranks <= k)) for k in ks})
     return out
+
+
+def sft_retrieval(model: ContrastiveSFT, tokenizer: PreTrainedTokenizerBase, corpus: SFTCorpus,
+                  cfg: SFTConfig, rows: np.ndarray | None = None) -> dict[str, float]:
+    """retrieval_check of Q_emb(u, v+) against every item's N_emb for ``corpus.triples[rows]``.
+
+    Run it right after ``ContrastiveSFT.wrap`` (LoRA starts as the identity) and after
+    ``train_sft`` to see whether SFT moved queries towards their collaborative labels.
+    """
+    t = corpus.triples if rows is None else corpus.triples[rows]
+    q = encode_pairs(model, None, tokenizer, t[:, :2], corpus.user_emb, corpus.item_emb,
+                     (corpus.user_profiles, corpus.item_profiles), cfg, None,
+                     instruction=corpus.instruction, template=corpus.template)
+    return retrieval_check(q, t[:, 2], encode_labels(model, tokenizer, corpus.label_texts, cfg))

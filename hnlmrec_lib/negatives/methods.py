@@ -1,0 +1,106 @@
+"""Register the LLM-based negative-sampling methods for every negative bank in the store.
+
+For a bank ``B`` (``naive-<llm>`` from notebook 02, ``hnlmrec`` from notebook 03):
+
+- ``B`` without alignment: lambda1 = 0 ("LLMs w/o Alignment", Table 2 (v2); "w/o Align",
+  Table 3 (v1)). BPR is then the aligner's only training signal, so its gradient flows
+  through the projector.
+- ``B+align@bpr`` / ``B+align@nobpr``: lambda1 > 0 (Eq. 10 (v2)), with and without the BPR
+  gradient reaching the projector. The papers do not say which; notebook 02 trains both on the
+  main backbone, selects on **valid** NDCG@20 and records the choice.
+- ``B+align``: the selected variant (an alias that shares its runs).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from .. import experiments
+from ..artifacts import ArtifactStore, atomic_write_text
+from ..config import StudyConfig
+from .bank import NegativeBank, list_banks, load_bank
+
+CHOICE_KIND = "negatives_choice"
+
+
+def choice_path(store: ArtifactStore, bank: str):
+    return store.root / CHOICE_KIND / f"{bank}.json"
+
+
+def save_choice(store: ArtifactStore, bank: str, bpr_through_projector: bool, evidence: dict) -> None:
+    atomic_write_text(choice_path(store, bank), json.dumps(
+        {"bpr_through_projector": bpr_through_projector, "evidence": evidence}, indent=1))
+
+
+def load_choice(store: ArtifactStore, bank: str) -> bool | None:
+    path = choice_path(store, bank)
+    return json.loads(path.read_text())["bpr_through_projector"] if path.exists() else None
+
+
+@lru_cache(maxsize=8)
+def _cached_bank(root: str, name: str, inputs_hash: str) -> NegativeBank:
+    return load_bank(ArtifactStore(root), name)
+
+
+def _bank_hash(store: ArtifactStore, name: str) -> str:
+    return load_bank(store, name).inputs_hash
+
+
+def sampler_factory(bank_name: str, align: bool, bpr_through_projector: bool):
+    """factory(view, cfg, store, model) -> LLMNegativeSampler over the named bank."""
+    from .llm_sampler import LLMNegativeSampler
+
+    def factory(view, cfg: StudyConfig, store: ArtifactStore, model):
+        bank = _cached_bank(str(store.root), bank_name, _bank_hash(store, bank_name))
+        neg_cfg = cfg.negatives if align else dataclasses.replace(cfg.negatives, lambda1=0.0)
+        maps = {}
+        if bank.row_of_user is not None:
+            maps["row_of_user"] = torch.from_numpy(bank.row_of_user.astype(np.int64))
+        if bank.pair_rows is not None:
+            maps["pair_rows"] = torch.from_numpy(bank.pair_rows.astype(np.int64))
+        return LLMNegativeSampler(view, torch.from_numpy(bank.vectors.astype(np.float32)), neg_cfg,
+                                  model.out_dim, bpr_through_projector,
+                                  bank_valid=torch.from_numpy(bank.valid), n_label_cands=cfg.cf.n_negs,
+                                  **maps)
+    return factory
+
+
+def _inputs(bank_name: str, align: bool, flag: bool):
+    def inputs(cfg: StudyConfig) -> dict:
+        neg = dataclasses.asdict(cfg.negatives)
+        if not align:
+            neg["lambda1"] = 0.0
+        return {"bank": bank_name, "bank_hash": _bank_hash(_store_of(cfg), bank_name),
+                "negatives": neg, "align": align, "bpr_through_projector": flag}
+    return inputs
+
+
+def _store_of(cfg: StudyConfig) -> ArtifactStore:
+    return ArtifactStore(cfg.artifact_root)
+
+
+def register_bank(bank_name: str, store: ArtifactStore) -> list[str]:
+    """Register the methods of one bank; return the names to show in tables."""
+    experiments.register_method(bank_name, sampler_factory(bank_name, False, True),
+                                _inputs(bank_name, False, True))
+    for flag, tag in ((True, "bpr"), (False, "nobpr")):
+        experiments.register_method(f"{bank_name}+align@{tag}", sampler_factory(bank_name, True, flag),
+                                    _inputs(bank_name, True, flag))
+    shown = [bank_name]
+    chosen = load_choice(store, bank_name)
+    if chosen is not None:
+        experiments.register_alias(f"{bank_name}+align", f"{bank_name}+align@{'bpr' if chosen else 'nobpr'}")
+        shown.append(f"{bank_name}+align")
+    return shown
+
+
+def register_available(cfg: StudyConfig, store: ArtifactStore) -> list[str]:
+    """Register every bank in the store; return the table-ready method names."""
+    names: list[str] = []
+    for bank_name in list_banks(store):
+        names += register_bank(bank_name, store)
+    return names
