@@ -121,6 +121,7 @@ class NegativesConfig:
 @dataclass
 class SFTConfig:
     teacher_backbone: str = "lightgcn"
+    dtype: str = "float32"               # SFT precision on CPU; QLoRA on GPU uses 4-bit + bf16
     teacher_sampler: str = "mixgcf"
     lora_r: int = 8
     lora_alpha: int = 16

@@ -20,12 +20,16 @@ FEWSHOT_STOP = ("\nInput:", "\n\nInput")
 
 def ask(model: Any, tok: Any, prompts: Sequence[Prompt], cfg: LLMConfig, cache: LLMCallCache,
         validate=None, progress: bool = True) -> list[StructuredAnswer]:
-    """One structured answer per prompt (all prompts share the same JSON keys)."""
+    """One structured answer per prompt (all prompts share the same JSON keys).
+
+    Only the first key (the answer; ``reasoning`` comes second) is required, so an answer cut
+    by the token budget while explaining itself still counts.
+    """
     if not prompts:
         return []
-    keys = prompts[0].keys
-    if any(p.keys != keys for p in prompts):
+    if any(p.keys != prompts[0].keys for p in prompts):
         raise ValueError("ask() takes prompts that expect the same JSON keys")
+    keys = prompts[0].keys[:1]
     if has_chat_template(tok):
         return structured_generate(model, tok, [p.messages() for p in prompts], keys, cfg, cache,
                                    model_identity(model), validate=validate, progress=progress)

@@ -63,7 +63,7 @@ def item_profile_prompt(dataset: str, item_info: dict, reviews: list[str]) -> Pr
         f"JSON format ({{{attrs}}}) and some user feedback as a list (empty if there is none).\n"
         f'Answer in JSON format: {{"summarization": "a summarization of what types of users '
         f'would enjoy this {noun}", "reasoning": "briefly explain your reasoning"}}. '
-        f"Keep the summarization under 40 words."
+        f"Write the summarization as one sentence of at most 25 words."
     )
     user = json.dumps({**item_info, "feedback": reviews}, ensure_ascii=False)
     example = (
@@ -89,7 +89,7 @@ def user_profile_prompt(dataset: str, demographics: str, interacted: list[dict])
         f"types of users like it) and \"rating\" or \"review\".\n"
         f'Answer in JSON format: {{"summarization": "a summarization of what types of {plural} '
         f'this user is likely to enjoy", "reasoning": "briefly explain your reasoning"}}. '
-        f"Keep the summarization under 40 words."
+        f"Write the summarization as one sentence of at most 25 words."
     )
     user = json.dumps({"user": demographics, f"liked {plural}": interacted}, ensure_ascii=False)
     example = (

@@ -24,6 +24,8 @@ def save_figure(fig, name: str, root: str | Path) -> list[Path]:
 def save_table(df: pd.DataFrame, name: str, root: str | Path, index: bool = True,
                floatfmt: str = ".4f") -> list[Path]:
     """Save ``df`` as ``root/tables/name.csv`` and ``.md``."""
+    if isinstance(df.index, pd.MultiIndex):  # flat columns read better in CSV and Markdown
+        df, index = df.reset_index(), False
     tables = Path(root) / "tables"
     csv_path, md_path = tables / f"{name}.csv", tables / f"{name}.md"
     atomic_write_text(csv_path, df.to_csv(index=index))

@@ -110,7 +110,8 @@ class RunResult:
 def final_embeddings(model: Backbone) -> tuple[Tensor, Tensor]:
     """Pooled (user, item) embeddings in eval mode (no dropout)."""
     model.eval()
-    return model.propagate()
+    user_emb, item_emb = model.propagate()
+    return user_emb.detach(), item_emb.detach()
 
 
 def evaluate_valid(model: Backbone, view: TrainingView, cfg: CFConfig) -> dict[str, float]:
@@ -168,7 +169,7 @@ def train_epoch(model: Backbone, sampler: NegativeSampler, optimizer: torch.opti
                  "aux": model.auxiliary_loss(users, pos_items) + neg.aux_loss}
         loss = parts["bpr"] + parts["reg"] + parts["aux"]
         if not bool(torch.isfinite(loss)):
-            detail = ", ".join(f"{k}={float(v):.4g}" for k, v in parts.items())
+            detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in parts.items())
             raise FloatingPointError(f"{where} batch {step}: non-finite loss ({detail})")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -40,6 +40,43 @@ def check_01():
     assert -1.0 <= rho <= 1.0 and rho == rho
 
 
+def check_02():
+    fhns = _table("naive_generation_grounding_fhns").set_index("Unnamed: 0")
+    assert set(fhns.index) == set(SMOKE.negatives.llms)
+    parts = ["failed", "not_grounded", "grounded"]
+    assert (fhns[parts].sum(axis=1) - 1.0).abs().max() < 1e-9      # every candidate is counted once
+    assert (fhns["false_hard_negative"] <= fhns["grounded"] + 1e-12).all()
+    table = _table("table2_naive_llm_alignment")
+    assert {"rns", "dns", "mixgcf", "ahns"} <= set(table["method"])
+    rns = float(table.loc[table.method == "rns", "ndcg@20"].iloc[0].strip("*<u>/"))
+    assert 3.0 < rns < 40.0          # LightGCN on the smoke slice, percent
+
+
+def check_03():
+    retrieval = _table("sft_retrieval_before_after").set_index("Unnamed: 0")
+    assert retrieval.loc["n", "after SFT"] >= 1
+    assert 0.0 < retrieval.loc["mrr", "after SFT"] <= 1.0
+    table = _table("table1_hnlmrec_rows")
+    assert {"hnlmrec", "hnlmrec+align"} <= set(table["method"])
+    assert set(table["backbone"]) == set(SMOKE.cf.backbones)
+
+
+def check_04():
+    table = _table("main_results_mean_std")
+    lightgcn = table[(table.backbone == "lightgcn") & (table.method == "rns")].iloc[0]
+    assert lightgcn["n_seeds"] == len(SMOKE.cf.main_seeds)
+    assert 0.03 < lightgcn["ndcg@20 mean"] < 0.4
+    assert (table["recall@20 mean"] >= table["recall@10 mean"]).all()
+    grid = _table("main_results_ndcg20_grid").set_index("backbone")
+    assert set(grid.index) == set(SMOKE.cf.backbones)
+
+
+def check_05():
+    table = _table("table2_llm_alignment_ablation")
+    assert any(m.startswith("naive-") for m in table["method"])
+    assert (SMOKE.figure_root / "tables" / "table3v1_hnlmrec_ablation.csv").exists()
+
+
 CHECKS = {name[len("check_"):]: fn for name, fn in dict(globals()).items() if name.startswith("check_")}
 
 

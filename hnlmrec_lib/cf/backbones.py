@@ -114,6 +114,16 @@ class Backbone(nn.Module):
         """(B, L+1, d) -> (B, d'), pooled the way this backbone builds its final embedding."""
         raise NotImplementedError
 
+    def hop_queries(self, user_hops: Tensor) -> Tensor:
+        """Per-hop user vectors q (B, L+1, d) with <pool(u), pool(n)> proportional to
+        sum_l <q_l, n_l>: how one hop of an item contributes to the final score.
+
+        Default (concat / single hop): the same-hop user embedding. Mean pooling
+        overrides it with the pooled user embedding on every hop, as MixGCF's code
+        scores its hop mixing for LightGCN.
+        """
+        return user_hops
+
     def propagate(self) -> tuple[Tensor, Tensor]:
         """Final (user_emb (n_users, d'), item_emb (n_items, d')) used for scoring."""
         user_hops, item_hops = self.hop_embeddings()
@@ -186,6 +196,9 @@ class LightGCN(Backbone):
 
     def pool(self, hops: Tensor) -> Tensor:
         return hops.mean(dim=1)
+
+    def hop_queries(self, user_hops: Tensor) -> Tensor:
+        return self.pool(user_hops).unsqueeze(1).expand_as(user_hops)
 
 
 class NGCF(Backbone):

@@ -60,6 +60,22 @@ def ahns_select(pos_scores: Tensor, cand_scores: Tensor, alpha: float, beta: flo
     return (cand_scores - target.unsqueeze(1)).abs().argmin(dim=1)
 
 
+@torch.no_grad()
+def mixgcf_select(user_hops: Tensor, pos_hops: Tensor, cand_hops: Tensor, alpha: Tensor) -> Tensor:
+    """MixGCF hop mixing: per sample and hop, the index (B, L+1) of the candidate whose
+    positively-mixed embedding alpha * e_pos^(l) + (1 - alpha) * e_n^(l) has the largest
+    inner product with the user's hop-l query (``Backbone.hop_queries``: the same-hop
+    embedding for concat pooling, the pooled user embedding for mean pooling).
+
+    Shapes as in ``mixgcf_mix``. Uses linearity, <u, a p + (1-a) n> = a <u,p> + (1-a) <u,n>,
+    so the (B, K, L+1, d) mixed tensor is never built.
+    """
+    a = alpha.squeeze(-1)                                          # (B, 1, L+1)
+    pos_scores = (user_hops * pos_hops).sum(-1).unsqueeze(1)       # (B, 1, L+1)
+    cand_scores = (user_hops.unsqueeze(1) * cand_hops).sum(-1)     # (B, K, L+1)
+    return (a * pos_scores + (1.0 - a) * cand_scores).argmax(dim=1)
+
+
 def mixgcf_mix(user_hops: Tensor, pos_hops: Tensor, cand_hops: Tensor,
                alpha: Tensor) -> tuple[Tensor, Tensor]:
     """MixGCF positive mixing then hop mixing.
@@ -67,15 +83,14 @@ def mixgcf_mix(user_hops: Tensor, pos_hops: Tensor, cand_hops: Tensor,
     user_hops/pos_hops: (B, L+1, d); cand_hops: (B, K, L+1, d); alpha: (B, 1, L+1, 1)
     in [0, 1], one draw per sample and hop shared by its K candidates.
     Mixed e' = alpha * e_pos^(l) + (1 - alpha) * e_n^(l); per hop the candidate whose
-    mixed embedding has the largest inner product with the user's same-hop embedding
-    wins. Returns (chosen (B, L+1, d), winner index per hop (B, L+1)).
+    mixed embedding has the largest inner product with the user's hop-l vector in
+    ``user_hops`` wins. Returns (chosen (B, L+1, d), winner index per hop (B, L+1)).
     """
-    mixed = alpha * pos_hops.unsqueeze(1) + (1.0 - alpha) * cand_hops
-    with torch.no_grad():
-        best = (user_hops.unsqueeze(1) * mixed).sum(-1).argmax(dim=1)
-    b, _, h, d = mixed.shape
-    chosen = mixed.gather(1, best.view(b, 1, h, 1).expand(b, 1, h, d)).squeeze(1)
-    return chosen, best
+    best = mixgcf_select(user_hops, pos_hops, cand_hops, alpha)
+    b, _, h, d = cand_hops.shape
+    winners = cand_hops.gather(1, best.view(b, 1, h, 1).expand(b, 1, h, d)).squeeze(1)
+    a = alpha[:, 0]                                                # (B, L+1, 1)
+    return a * pos_hops + (1.0 - a) * winners, best
 
 
 class NegativeSampler(nn.Module):
@@ -197,6 +212,10 @@ class AHNS(NegativeSampler):
 class MixGCF(NegativeSampler):
     """MixGCF: positive mixing per hop, hop mixing, pooled like the backbone.
 
+    Hop mixing scores the hop-l mixed candidates against ``model.hop_queries``: the
+    pooled user embedding for LightGCN/SGL (as MixGCF's code does for mean pooling) and
+    the same-hop user embedding for NGCF (concat) and MF.
+
     Returns one synthetic negative per pair. ``neg_items`` is the candidate chosen at
     hop 0 (a real item, useful for logging/FHNS); ``neg_ego`` is the mixed hop-0
     embedding, which the backbone regularises (as MixGCF does). For MF (L = 0) only
@@ -214,9 +233,15 @@ class MixGCF(NegativeSampler):
         cand = self.uniform_negatives(users, self.n_cand, generator)
         b, h = users.shape[0], user_hops.shape[1]
         alpha = torch.rand(b, 1, h, 1, generator=generator).to(item_hops.dtype)
-        chosen, best = mixgcf_mix(user_hops[users], item_hops[pos_items], item_hops[cand], alpha)
+        pos_hops = item_hops[pos_items]
+        queries = model.hop_queries(user_hops[users])
+        best = mixgcf_select(queries, pos_hops, item_hops[cand], alpha)
+        winners = cand.gather(1, best)                             # (B, L+1) item per hop
+        neg_hops = item_hops[winners, torch.arange(h)]             # (B, L+1, d), with grad
+        a = alpha[:, 0]
+        chosen = a * pos_hops + (1.0 - a) * neg_hops
         neg_emb = model.pool(chosen).unsqueeze(1)
-        return SampleResult(neg_emb, cand.gather(1, best[:, :1]), item_emb.new_zeros(()),
+        return SampleResult(neg_emb, winners[:, :1], item_emb.new_zeros(()),
                             neg_ego=chosen[:, :1])
 
 

@@ -104,3 +104,20 @@ def register_available(cfg: StudyConfig, store: ArtifactStore) -> list[str]:
     for bank_name in list_banks(store):
         names += register_bank(bank_name, store)
     return names
+
+
+def select_alignment_variant(cfg: StudyConfig, data, store: ArtifactStore, bank_name: str) -> dict:
+    """Train ``bank+align`` with and without the BPR gradient reaching the projector on the
+    main backbone (``cf.seeds``), keep the one with the higher mean VALID selection metric,
+    record the choice, and register the alias ``bank+align``."""
+    register_bank(bank_name, store)
+    specs = [experiments.RunSpec(cfg.cf.main_backbone, f"{bank_name}+align@{tag}", s)
+             for tag in ("bpr", "nobpr") for s in cfg.cf.seeds]
+    valid = experiments.records_frame(experiments.run_grid(cfg, data, store, specs, desc=bank_name),
+                                      split="valid")
+    by_flag = valid.groupby("method")[cfg.cf.select_metric].mean()
+    chosen = str(by_flag.idxmax()).endswith("@bpr")
+    save_choice(store, bank_name, chosen, {k: float(v) for k, v in by_flag.items()})
+    register_bank(bank_name, store)
+    return {"bpr_through_projector": chosen,
+            **{f"valid {cfg.cf.select_metric} {k}": float(v) for k, v in by_flag.items()}}
