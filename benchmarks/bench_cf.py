@@ -126,9 +126,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run_child(args: argparse.Namespace, backbone: str, sampler: str) -> dict:
     """Run one cell in a fresh interpreter so its peak RSS is its own."""
-    cmd = [sys.executable, __file__, "--cell", f"{backbone},{sampler}", "--epochs", str(args.epochs),
-           "--threads", str(args.threads), "--preset", args.preset, "--users", str(args.users),
-           "--items", str(args.items), "--per-user", str(args.per_user)]
+    cmd = [sys.executable, __file__, "--cell", f"{backbone},{sampler}",
+           "--epochs", str(args.epochs), "--threads", str(args.threads), "--preset", args.preset,
+           "--users", str(args.users), "--items", str(args.items), "--per-user", str(args.per_user)]
     if args.synthetic:
         cmd.append("--synthetic")
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)

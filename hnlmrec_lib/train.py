@@ -121,7 +121,8 @@ def evaluate_valid(model: Backbone, view: TrainingView, cfg: CFConfig) -> dict[s
                     batch_users=cfg.eval_batch_users)
 
 
-def evaluate_test(model: Backbone, data: InteractionData, cfg: CFConfig | None = None) -> dict[str, float]:
+def evaluate_test(model: Backbone, data: InteractionData,
+                  cfg: CFConfig | None = None) -> dict[str, float]:
     """Test metrics (train and valid masked), per ``items.pop_group`` too when present.
 
     Call once, after selection. This is the only place where test is read.
@@ -221,7 +222,8 @@ def fit(model: Backbone, sampler: NegativeSampler, view: TrainingView, cfg: CFCo
         stats, info = train_epoch(model, sampler, optimizer, pairs, cfg.batch_size, rng,
                                   generator, collect=epoch_callback is not None,
                                   where=f"run {run_name!r}, epoch {epoch},")
-        row: dict[str, Any] = {"epoch": epoch, **stats, "train_seconds": time.perf_counter() - start}
+        row: dict[str, Any] = {"epoch": epoch, **stats,
+                               "train_seconds": time.perf_counter() - start}
         train_seconds += row["train_seconds"]
         if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
             t_eval = time.perf_counter()

@@ -27,7 +27,8 @@ def _ego(model) -> np.ndarray:
 
 
 def test_normalized_adjacency_matches_dense(toy_data):
-    adj = normalized_adjacency(toy_data.n_users, toy_data.n_items, toy_data.train).to_dense().numpy()
+    adj = normalized_adjacency(toy_data.n_users, toy_data.n_items, toy_data.train)
+    adj = adj.to_dense().numpy()
     expected = _dense_norm_adj(toy_data)
     np.testing.assert_allclose(adj, expected, atol=1e-6)
     assert np.all(np.diag(adj) == 0)
@@ -151,7 +152,8 @@ def test_bpr_loss_by_hand():
 
 def test_info_nce_matches_softmax_and_is_stable():
     a, p = torch.randn(5, 3), torch.randn(5, 3)
-    logits = torch.nn.functional.normalize(a, dim=1) @ torch.nn.functional.normalize(p, dim=1).T / 0.5
+    norm = torch.nn.functional.normalize
+    logits = norm(a, dim=1) @ norm(p, dim=1).T / 0.5
     expected = -torch.log_softmax(logits, dim=1).diag().mean()
     torch.testing.assert_close(info_nce(a, p, 0.5), expected)
     assert math.isfinite(info_nce(a * 1e3, p * 1e3, 1e-4, normalize=False).item())

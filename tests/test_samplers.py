@@ -144,7 +144,8 @@ def test_mixgcf_sampler_pools_like_the_backbone(toy_data, backbone):
     cand = [[1, 2, 4], [0, 3, 5], [0, 1, 2], [1, 2, 3]]
     _fixed(sampler, cand)
     with torch.no_grad():
-        out = sampler.sample(model, users, pos, user_emb, item_emb, torch.Generator().manual_seed(5))
+        out = sampler.sample(model, users, pos, user_emb, item_emb,
+                             torch.Generator().manual_seed(5))
         hops_u, hops_i = model.hop_embeddings()
         alpha = torch.rand(4, 1, hops_u.shape[1], 1, generator=torch.Generator().manual_seed(5))
         queries = model.hop_queries(hops_u[users])

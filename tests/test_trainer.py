@@ -29,7 +29,8 @@ def clustered_data(n_users: int = 80, n_items: int = 60, per_user: int = 12,
                                 rng.choice(other, per_user - n_own, replace=False)])
         rows += [(u, i) for i in rng.permutation(picks)]
     pairs = np.array(rows, dtype=np.int64).reshape(n_users, per_user, 2)
-    train, valid, test = pairs[:, :-4].reshape(-1, 2), pairs[:, -4:-2].reshape(-1, 2), pairs[:, -2:].reshape(-1, 2)
+    train, valid, test = (pairs[:, cut].reshape(-1, 2)
+                          for cut in (slice(None, -4), slice(-4, -2), slice(-2, None)))
     groups = np.where(np.arange(n_items) < 6, "Popular", "Unpopular")
     items = pd.DataFrame({"raw_id": np.arange(n_items), "pop_group": groups})
     users = pd.DataFrame({"raw_id": np.arange(n_users)})
@@ -163,8 +164,9 @@ def test_sampler_parameters_are_trained_and_callback_sees_negatives():
                        epoch_callback=lambda epoch, model, info: infos.append(info))
     assert result.sampler.offset.item() != 0.0
     first = infos[0]
-    assert first["users"].shape == (len(data.train),) and first["neg_items"].shape == (len(data.train), 1)
-    assert first["neg_emb"].shape == (len(data.train), 1, 16) and first["row"]["epoch"] == 1
+    n = len(data.train)
+    assert first["users"].shape == (n,) and first["neg_items"].shape == (n, 1)
+    assert first["neg_emb"].shape == (n, 1, 16) and first["row"]["epoch"] == 1
 
 
 def test_valid_and_test_scoring_mask_what_the_protocol_says():
