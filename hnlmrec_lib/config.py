@@ -64,8 +64,8 @@ class CFConfig:
     ahns_beta: float = 0.4
     ahns_p: float = -2.0
     ngcf_dropout: float = 0.1
-    ngcf_lr: float = 5e-4
-    ngcf_reg: float = 1e-5
+    ngcf_lr: float = 1e-3                # on par with RecBole 1.2.1 NGCF under our protocol
+    ngcf_reg: float = 1e-4
     sgl_drop_ratio: float = 0.1
     sgl_tau: float = 0.2
     sgl_weight: float = 0.1
