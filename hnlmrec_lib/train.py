@@ -1,6 +1,6 @@
 """BPR training with early stopping on VALID, and a single read of TEST afterwards.
 
-Model selection cannot see test by construction: ``fit`` only accepts a
+Choosing the epoch never sees the held-out split, by construction: ``fit`` only accepts a
 ``TrainingView``, which copies train and valid out of the dataset and has no test
 attribute at all. ``train_run`` calls ``fit`` and only then ``evaluate_test`` once.
 """
@@ -32,7 +32,7 @@ SamplerFactory = Callable[["TrainingView", CFConfig, Backbone], NegativeSampler]
 
 @dataclass(frozen=True)
 class TrainingView:
-    """Everything training and model selection may read: train and valid, never test."""
+    """Everything training and epoch choice may read: train and valid, never the test split."""
 
     name: str
     n_users: int
@@ -125,7 +125,7 @@ def evaluate_test(model: Backbone, data: InteractionData,
                   cfg: CFConfig | None = None) -> dict[str, float]:
     """Test metrics (train and valid masked), per ``items.pop_group`` too when present.
 
-    Call once, after selection. This is the only place where test is read.
+    Call once, after the epoch is chosen. This is the only place the test split is read.
     """
     cfg = cfg or CFConfig()
     items = getattr(data, "items", None)
@@ -257,7 +257,7 @@ def peak_memory_mb() -> float:
 def train_run(data: InteractionData, cfg: CFConfig, backbone: str, sampler: str, seed: int,
               sampler_factory: SamplerFactory | None = None,
               epoch_callback: EpochCallback | None = None) -> RunResult:
-    """Build, fit on a TrainingView (selection on valid), then read test once.
+    """Build, fit on a TrainingView (epoch chosen on valid), then read the test split once.
 
     ``sampler_factory(view, cfg, model)`` replaces ``build_sampler`` (e.g. LLM negatives);
     ``sampler`` then only names the run. Same ``seed`` -> identical results.
