@@ -40,7 +40,11 @@ class Profiles:
     seconds: dict = field(default_factory=dict)
 
     def report(self) -> pd.DataFrame:
-        """JSON success and retries per profile kind (only the prompts actually asked)."""
+        """JSON success and retries per profile kind (only the prompts actually asked).
+
+        Generation time is not shown here: a resumed build only times what it generated;
+        ``benchmarks/bench_profiles.py`` sums the time recorded with every cached call.
+        """
         rows = []
         for kind, source, attempts in (("item", self.item_source, self.item_attempts),
                                        ("user", self.user_source, self.user_attempts)):
@@ -50,7 +54,6 @@ class Profiles:
                 "json_ok": int((source == "llm").sum()),
                 "json_ok_rate": float((source[asked] == "llm").mean()) if asked.any() else np.nan,
                 "mean_attempts": float(attempts[asked].mean()) if attempts is not None and asked.any() else np.nan,
-                "seconds": self.seconds.get(kind, np.nan),
             })
         return pd.DataFrame(rows).set_index("profiles")
 
