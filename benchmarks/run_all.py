@@ -10,6 +10,7 @@ RUNS = [
     ["bench_cf.py", "--preset", "default"],
     ["bench_llm.py"],
     ["bench_profiles.py", "--preset", "default"],
+    ["bench_negatives.py", "--preset", "default"],
     ["bench_sft.py", "--model", "tiny"],
     ["bench_sft.py", "--model", "gemma3-270m", "--steps", "3", "--pairs", "48"],
 ]
