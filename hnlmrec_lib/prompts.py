@@ -38,7 +38,14 @@ class Prompt:
     examples: list[tuple[str, str]] = field(default_factory=list)  # few-shot (input, answer)
 
     def messages(self) -> list[dict]:
-        return [{"role": "system", "content": self.system}, {"role": "user", "content": self.user}]
+        """Chat form: the system instruction, the worked examples as earlier turns, the input.
+
+        Small chat models (SmolLM2-135M) tend to echo the input JSON without a worked example.
+        """
+        turns = [{"role": "system", "content": self.system}]
+        for inp, answer in self.examples:
+            turns += [{"role": "user", "content": inp}, {"role": "assistant", "content": answer}]
+        return turns + [{"role": "user", "content": self.user}]
 
     @property
     def primer(self) -> str:

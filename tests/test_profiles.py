@@ -34,5 +34,8 @@ def test_prompts_carry_json_inputs_and_keys(toy_data):
     assert json.loads(p.user)["title"] == "Toy Story"
     assert p.keys == ("summarization", "reasoning")
     assert p.completion_text().endswith('Answer: {"summarization": "')
+    roles = [m["role"] for m in p.messages()]
+    assert roles == ["system", "user", "assistant", "user"]      # one worked example as a turn
+    assert p.messages()[-1]["content"] == p.user
     h = hard_negative_prompt("ml-100k", "likes comedies", "Babe", "family comedy", k=3)
     assert "exactly 3" in h.system and h.keys[0] == "hard negative items"
