@@ -53,6 +53,7 @@ class CFConfig:
     reg: float = 1e-4
     epochs: int = 300
     patience: int = 10
+    min_epochs: int = 50                 # early stopping cannot end a run before this epoch
     eval_every: int = 1
     eval_batch_users: int = 4096
     topks: tuple[int, ...] = (10, 20)
@@ -67,8 +68,8 @@ class CFConfig:
     ngcf_lr: float = 1e-3                # on par with RecBole 1.2.1 NGCF under our protocol
     ngcf_reg: float = 1e-4
     sgl_drop_ratio: float = 0.1
-    sgl_tau: float = 0.2
-    sgl_weight: float = 0.1
+    sgl_tau: float = 0.5                 # RecBole's defaults; v1's 0.2 / 0.1 collapsed on
+    sgl_weight: float = 0.05             # ML-100K (ours and RecBole 1.2.1 alike)
     backbones: tuple[str, ...] = ("mf", "lightgcn", "ngcf", "sgl")
     samplers: tuple[str, ...] = ("rns", "dns", "dnsmn", "mixgcf", "ahns")
     seeds: tuple[int, ...] = (0, 1, 2)            # seeds for every backbone

@@ -17,7 +17,7 @@ from .artifacts import ArtifactStore
 from .config import CFConfig, StudyConfig
 
 RUN_KIND = "runs"
-RECORD_VERSION = 1
+RECORD_VERSION = 2
 
 # name -> factory(view, cfg, store, model) -> sampler module; filled by the LLM stages.
 _METHODS: dict[str, Callable[..., Any]] = {}
@@ -70,6 +70,32 @@ def run_cf_config(cfg: StudyConfig, spec: RunSpec) -> CFConfig:
     return cf
 
 
+# CF settings that shape every run, and those only some backbones / samplers read.
+_COMMON_FIELDS = ("dim", "batch_size", "epochs", "patience", "min_epochs", "eval_every", "topks",
+                  "select_metric")
+_BACKBONE_FIELDS = {
+    "mf": ("lr", "reg"),
+    "lightgcn": ("layers", "lr", "reg"),
+    "ngcf": ("layers", "ngcf_lr", "ngcf_reg", "ngcf_dropout"),
+    "sgl": ("layers", "lr", "reg", "sgl_drop_ratio", "sgl_tau", "sgl_weight"),
+}
+_SAMPLER_FIELDS = {
+    "rns": (),
+    "dns": ("n_negs",),
+    "dnsmn": ("dnsmn_m", "dnsmn_n"),
+    "mixgcf": ("n_negs",),
+    "ahns": ("n_negs", "ahns_alpha", "ahns_beta", "ahns_p"),
+}
+
+
+def relevant_cf(cf: CFConfig, backbone: str, method: str) -> dict:
+    """The CF settings a (backbone, method) run actually reads, so changing an unrelated
+    setting (say SGL's temperature) does not invalidate the other runs' cache entries.
+    LLM-based methods read ``n_negs`` (the DNS pool of their L_align labels)."""
+    names = _COMMON_FIELDS + _BACKBONE_FIELDS[backbone] + _SAMPLER_FIELDS.get(method, ("n_negs",))
+    return {name: getattr(cf, name) for name in names}
+
+
 def run_inputs(cfg: StudyConfig, spec: RunSpec) -> dict:
     """Exactly what determines a run's result (the cache key)."""
     method = resolve(spec.method)
@@ -77,7 +103,7 @@ def run_inputs(cfg: StudyConfig, spec: RunSpec) -> dict:
     return {
         "version": RECORD_VERSION,
         "data": dataclasses.asdict(cfg.data),
-        "cf": dataclasses.asdict(run_cf_config(cfg, spec)),
+        "cf": relevant_cf(run_cf_config(cfg, spec), spec.backbone, method),
         "backbone": spec.backbone,
         "method": method,
         "method_inputs": method_inputs,

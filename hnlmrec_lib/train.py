@@ -197,7 +197,9 @@ def fit(model: Backbone, sampler: NegativeSampler, view: TrainingView, cfg: CFCo
         run_name: str = "run") -> FitResult:
     """Adam on BPR + reg + aux, early stopping on valid ``cfg.select_metric``.
 
-    Patience counts evaluations (every ``cfg.eval_every`` epochs) without improvement.
+    Patience counts evaluations (every ``cfg.eval_every`` epochs) without improvement and
+    cannot end a run before ``cfg.min_epochs``: LightGCN at lr 1e-3 and SGL dip or plateau in
+    their first epochs, and a 10-evaluation patience alone stopped some seeds at epoch 12.
     The best epoch's backbone and sampler states are restored before returning.
     ``epoch_callback(epoch, model, info)`` runs after each epoch with ``info`` holding
     the epoch's curve row and sampled negatives; it must not feed back into selection.
@@ -242,7 +244,7 @@ def fit(model: Backbone, sampler: NegativeSampler, view: TrainingView, cfg: CFCo
         rows.append(row)
         if epoch_callback is not None:
             epoch_callback(epoch, model, {"row": row, **(info or {})})
-        if stale >= cfg.patience:
+        if stale >= cfg.patience and epoch >= cfg.min_epochs:
             break
     model.load_state_dict(best_state["model"])
     sampler.load_state_dict(best_state["sampler"])

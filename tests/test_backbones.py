@@ -103,7 +103,7 @@ def test_sgl_views_and_infonce(toy_data):
     loss.backward()
     assert model.user_ego.grad is not None and model.user_ego.grad.abs().sum() > 0
     # identical views (no dropout): the loss is the plain InfoNCE of one view with itself
-    same = build_backbone("sgl", toy_data, CFConfig(dim=4, sgl_drop_ratio=0.0, sgl_weight=1.0))
+    same = build_backbone("sgl", toy_data, CFConfig(dim=4, sgl_drop_ratio=0.0, sgl_weight=1.0, sgl_tau=0.2))
     same.on_epoch_start(np.random.default_rng(0))
     u, i = same.propagate()
     expected = info_nce(u[[0, 1]], u[[0, 1]], 0.2) + info_nce(i[[0, 1, 2]], i[[0, 1, 2]], 0.2)

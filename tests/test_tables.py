@@ -52,3 +52,18 @@ def test_no_star_when_ours_loses():
     table = paper_table(frame, baselines=["rns", "dns"], ours=["ours"], metrics=["ndcg@20"])
     assert "*" not in table.loc[("lightgcn", "ours"), "ndcg@20"]
     assert table.loc[("lightgcn", "dns"), "ndcg@20"] == "**18.33**"
+
+
+def test_run_key_reads_only_relevant_settings():
+    import dataclasses
+
+    from hnlmrec_lib.config import load_preset
+    from hnlmrec_lib.experiments import RunSpec, run_inputs
+
+    cfg = load_preset("smoke")
+    other = dataclasses.replace(cfg, cf=dataclasses.replace(cfg.cf, sgl_tau=0.9, ahns_beta=0.9))
+    lightgcn = RunSpec("lightgcn", "dns", 0)
+    assert run_inputs(cfg, lightgcn) == run_inputs(other, lightgcn)      # unrelated settings
+    assert run_inputs(cfg, RunSpec("sgl", "rns", 0)) != run_inputs(other, RunSpec("sgl", "rns", 0))
+    assert run_inputs(cfg, RunSpec("mf", "ahns", 0)) != run_inputs(other, RunSpec("mf", "ahns", 0))
+    assert run_inputs(cfg, lightgcn) != run_inputs(cfg, RunSpec("lightgcn", "dns", 1))

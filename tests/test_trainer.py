@@ -119,11 +119,14 @@ def test_learns_and_reports_groups():
 def test_early_stopping_and_best_state_restore():
     data = clustered_data()
     view = TrainingView.from_data(data)
-    frozen = dataclasses.replace(FAST, lr=0.0, epochs=50, patience=3)
+    frozen = dataclasses.replace(FAST, lr=0.0, epochs=50, patience=3, min_epochs=0)
     model, sampler = build_backbone("mf", view, frozen), build_sampler("rns", view, frozen)
     result = fit(model, sampler, view, frozen, seed=0)
     assert (result.best_epoch, result.epochs_run) == (1, 4)   # never improves after epoch 1
-    wild = dataclasses.replace(FAST, lr=0.3, epochs=12, patience=2)
+    warm = dataclasses.replace(frozen, min_epochs=9)          # patience waits for min_epochs
+    model, sampler = build_backbone("mf", view, warm), build_sampler("rns", view, warm)
+    assert fit(model, sampler, view, warm, seed=0).epochs_run == 9
+    wild = dataclasses.replace(FAST, lr=0.3, epochs=12, patience=2, min_epochs=0)
     torch.manual_seed(0)
     model, sampler = build_backbone("lightgcn", view, wild), build_sampler("rns", view, wild)
     result = fit(model, sampler, view, wild, seed=1)
