@@ -10,8 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
+from .artifacts import JsonlLog
 from .config import PROJECT_ROOT, load_preset
 
 NOTEBOOK_DIR = PROJECT_ROOT / "notebooks"
@@ -79,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
             print("FAILED", flush=True)
             print(f"study: {err}", file=sys.stderr)
             return 1
-        print(f"done in {time.perf_counter() - t0:.1f} s", flush=True)
+        seconds = time.perf_counter() - t0
+        print(f"done in {seconds:.1f} s", flush=True)
+        JsonlLog(out_dir / "timings.jsonl").append([
+            {"notebook": book.name, "preset": cfg.name, "seconds": round(seconds, 1),
+             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}])
     print(f"study: all {len(books)} notebooks done in {time.perf_counter() - total:.1f} s")
     if cfg.figure_root == PROJECT_ROOT / "figures":
         from .readme import refresh
