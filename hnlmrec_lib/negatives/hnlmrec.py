@@ -8,6 +8,7 @@ safetensors checkpoints that resume, pair embeddings in chunks that resume, and 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,8 +47,12 @@ def plan_sft(cfg: StudyConfig, data: InteractionData, profiles: Profiles, teache
     if cfg.sft.max_train_pairs is not None:
         train = train[: cfg.sft.max_train_pairs]
     bank_pairs = prompted_pairs(data, cfg.negatives.unit, cfg.negatives.pairs_per_user, cfg.seed)
+    # the teacher's embeddings, not only its name: a retrained teacher gets a fresh SFT folder
+    teacher_emb = hashlib.sha256(np.ascontiguousarray(teacher["user_emb"]).tobytes()
+                                 + np.ascontiguousarray(teacher["item_emb"]).tobytes()).hexdigest()
     key = stable_hash({"profiles": profile_inputs(cfg, data), "sft": dataclasses.asdict(cfg.sft),
-                       "teacher": teacher["label"], "triples": train.tolist()})
+                       "teacher": teacher["label"], "teacher_emb": teacher_emb[:16],
+                       "triples": train.tolist()})
     return SFTPlan(train, heldout, bank_pairs, key)
 
 
