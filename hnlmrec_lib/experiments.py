@@ -205,6 +205,17 @@ def finished_llm_methods(cfg: StudyConfig, store: ArtifactStore) -> list[str]:
     return register_available(cfg, store)
 
 
+def llm_grid(cfg: StudyConfig, llm_methods: Iterable[str]) -> list[RunSpec]:
+    """Specs of the LLM rows of Table 1 (v2): HNLMRec (``hnlmrec+align``) on every backbone,
+    every other LLM method (naive prompting, w/o Align) on the main backbone only, where the
+    ablation tables (notebooks 02, 05) need it; this bounds the default study's cost."""
+    llm_methods = list(llm_methods)
+    everywhere = [m for m in llm_methods if m == "hnlmrec+align"]
+    main_only = [m for m in llm_methods if m not in everywhere]
+    return (main_grid(cfg, everywhere, [b for b in cfg.cf.backbones if supports(b)])
+            + main_grid(cfg, main_only, [cfg.cf.main_backbone]))
+
+
 def supports(backbone: str) -> bool:
     """Every backbone here exposes the embeddings the LLM sampler needs."""
     return backbone in ("mf", "lightgcn", "ngcf", "sgl")

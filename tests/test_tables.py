@@ -67,3 +67,19 @@ def test_run_key_reads_only_relevant_settings():
     assert run_inputs(cfg, RunSpec("sgl", "rns", 0)) != run_inputs(other, RunSpec("sgl", "rns", 0))
     assert run_inputs(cfg, RunSpec("mf", "ahns", 0)) != run_inputs(other, RunSpec("mf", "ahns", 0))
     assert run_inputs(cfg, lightgcn) != run_inputs(cfg, RunSpec("lightgcn", "dns", 1))
+
+
+def test_llm_grid_puts_hnlmrec_everywhere_and_other_llm_rows_on_the_main_backbone():
+    from hnlmrec_lib import experiments
+    from hnlmrec_lib.config import load_preset
+
+    cfg = load_preset("default")
+    specs = experiments.llm_grid(cfg, ["naive-gemma3-270m", "hnlmrec", "hnlmrec+align"])
+    by_method: dict[str, set] = {}
+    for s in specs:
+        by_method.setdefault(s.method, set()).add((s.backbone, s.seed))
+    assert {b for b, _ in by_method["hnlmrec+align"]} == set(cfg.cf.backbones)
+    for m in ("naive-gemma3-270m", "hnlmrec"):
+        assert {b for b, _ in by_method[m]} == {cfg.cf.main_backbone}
+        assert {s for _, s in by_method[m]} == set(cfg.cf.main_seeds)
+    assert ("mf", cfg.cf.seeds[-1]) in by_method["hnlmrec+align"]
