@@ -18,7 +18,8 @@ import torch
 from hnlmrec_lib.config import LLMConfig
 from hnlmrec_lib.llm import loading
 from hnlmrec_lib.llm.cache import LLMCallCache, structured_generate, summarize
-from hnlmrec_lib.llm.generate import generate, render_prompt
+from hnlmrec_lib.llm.generate import (MIN_SHARED_PREFIX, _common_prefix_length, _SharedPrefix,
+                                      generate, render_prompt)
 from hnlmrec_lib.llm.hidden import encode_last_token
 from hnlmrec_lib.llm.jsonparse import extract_json
 from hnlmrec_lib.llm.loading import LLMLoadError, load_causal_lm
@@ -359,3 +360,25 @@ def test_embed_cached_only_embeds_new_texts(tmp_path):
     assert seen == ["a", "bb", "ccc"]
     np.testing.assert_array_equal(second[0], first[1])
     np.testing.assert_array_equal(second[2], first[0])
+
+
+FEWSHOT = ("You write one-line movie summaries in JSON. Example: Input: Heat (1995) Answer: "
+           '{"summarization": "a tense crime epic"}\n')
+
+
+@pytest.mark.parametrize("which", ["tiny_llama", "tiny_gemma"])
+def test_shared_prefix_cache_matches_plain_generation(request, which):
+    model, tok = request.getfixturevalue(which)
+    prompts = [FEWSHOT + f"Input: {t} Answer:" for t in
+               ("Fargo (1996)", "Toy Story (1995)", "Star Wars (1977) and a much longer tail of words",
+                "Babe (1995)", "Casablanca (1942)")]
+    cfg = LLMConfig(max_new_tokens=8, batch_size=3)
+    plain = generate(model, tok, prompts, cfg, prefix_cache=False)
+    assert generate(model, tok, prompts, cfg, prefix_cache=True) == plain
+    assert _SharedPrefix.build(model, tok, prompts).n_prefix >= MIN_SHARED_PREFIX
+    assert _SharedPrefix.build(model, tok, ["Hi", "Hello"]) is None       # nothing worth caching
+
+
+def test_common_prefix_length():
+    assert _common_prefix_length([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
+    assert _common_prefix_length([[5], [6]]) == 0

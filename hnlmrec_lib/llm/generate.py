@@ -64,6 +64,7 @@ def generate(
     use_chat_template: bool | None = None,
     stop: Sequence[str] | None = None,
     progress: bool = False,
+    prefix_cache: bool = True,
 ) -> list[str]:
     """Generate one completion per prompt, in prompt order.
 
@@ -71,6 +72,11 @@ def generate(
     ``cfg.max_prompt_tokens`` keep their last tokens. Greedy when the temperature is 0, else
     sampling seeded per batch from ``seed`` (global RNG state left untouched). ``stop``
     strings end a completion early and are cut from the returned text.
+
+    With ``prefix_cache`` the tokens every prompt shares (the instruction and few-shot
+    examples of a study prompt: ~200 of the ~240 tokens of an item-profile prompt) are run
+    through the model once; each batch starts from a copy of that KV cache, so only the
+    prompts' own tokens are prefilled (see ``_prefix_batch`` for the padding layout).
     """
     if not 1 <= cfg.max_new_tokens <= MAX_NEW_TOKENS_LIMIT:
         raise ValueError(f"llm.max_new_tokens={cfg.max_new_tokens} must be in 1..{MAX_NEW_TOKENS_LIMIT}")
@@ -86,15 +92,19 @@ def generate(
                       "and lose their first tokens; shorten them or raise the limit", stacklevel=2)
     order = sorted(range(len(texts)), key=lambda i: lengths[i])
     batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+    shared = _SharedPrefix.build(model, tok, texts) if prefix_cache and not too_long else None
     if progress:
         from tqdm.auto import tqdm
 
         batches = tqdm(batches, desc="generate", unit="batch")
     outputs: list[str] = [""] * len(texts)
     for b, idx in enumerate(batches):
-        enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
-                  max_length=cfg.max_prompt_tokens, add_special_tokens=_adds_bos(tok, texts[idx[0]]))
-        enc = {k: v.to(model.device) for k, v in enc.items()}
+        if shared is not None:
+            enc = shared.batch([texts[i] for i in idx])
+        else:
+            enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
+                      max_length=cfg.max_prompt_tokens, add_special_tokens=_adds_bos(tok, texts[idx[0]]))
+        enc = {k: v.to(model.device) if torch.is_tensor(v) else v for k, v in enc.items()}
         kwargs = _generate_kwargs(model, tok, settings, stop)
         with torch.random.fork_rng(devices=_rng_devices(model)):
             if settings["do_sample"]:
@@ -104,6 +114,59 @@ def generate(
         for i, row in zip(idx, new):
             outputs[i] = _cut(tok.decode(row, skip_special_tokens=True), stop)
     return outputs
+
+
+MIN_SHARED_PREFIX = 16   # tokens; below this a shared-prefix cache is not worth a copy
+
+
+class _SharedPrefix:
+    """The KV cache of the token prefix that all prompts of a ``generate`` call share.
+
+    A batch is laid out as ``prefix | padding | own tokens`` ("middle padding"): the prefix
+    sits at the same cache slots for every row, so one cached prefix serves the whole batch,
+    and the attention mask zeroes the padding. ``generate`` derives position ids from the
+    mask's cumulative sum, so each row's own tokens continue at position ``len(prefix)``
+    exactly as without padding; only the cache slots (not the positions) differ from the
+    left-padded layout.
+    """
+
+    def __init__(self, tok: Any, ids: dict[str, list[int]], prefix: list[int], cache: Any) -> None:
+        self.tok, self.ids, self.prefix, self.cache = tok, ids, prefix, cache
+        self.n_prefix = len(prefix)
+
+    @classmethod
+    def build(cls, model: Any, tok: Any, texts: Sequence[str]) -> "_SharedPrefix | None":
+        ids = [tok(t, add_special_tokens=_adds_bos(tok, t)).input_ids for t in texts]
+        n = _common_prefix_length(ids)
+        n = min(n, min(len(x) for x in ids) - 1)       # every row keeps >= 1 own token
+        if n < MIN_SHARED_PREFIX or tok.pad_token_id is None:
+            return None
+        prefix = torch.tensor([ids[0][:n]], device=model.device)
+        out = model(input_ids=prefix, attention_mask=torch.ones_like(prefix), use_cache=True)
+        return cls(tok, dict(zip(texts, ids)), ids[0][:n], out.past_key_values)
+
+    def batch(self, texts: Sequence[str]) -> dict[str, Any]:
+        import copy
+
+        own = [self.ids[t][self.n_prefix:] for t in texts]
+        width = max(len(x) for x in own)
+        pad = self.tok.pad_token_id
+        input_ids = [self.prefix + [pad] * (width - len(x)) + x for x in own]
+        mask = [[1] * self.n_prefix + [0] * (width - len(x)) + [1] * len(x) for x in own]
+        cache = copy.deepcopy(self.cache)
+        cache.batch_repeat_interleave(len(texts))
+        return {"input_ids": torch.tensor(input_ids), "attention_mask": torch.tensor(mask),
+                "cache": cache}
+
+
+def _common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
+    first, n = rows[0], min(len(r) for r in rows)
+    for r in rows[1:]:
+        k = 0
+        while k < n and r[k] == first[k]:
+            k += 1
+        n = k
+    return n
 
 
 def _adds_bos(tok: Any, text: str) -> bool:
