@@ -382,3 +382,15 @@ def test_shared_prefix_cache_matches_plain_generation(request, which):
 def test_common_prefix_length():
     assert _common_prefix_length([[1, 2, 3], [1, 2, 4], [1, 2]]) == 2
     assert _common_prefix_length([[5], [6]]) == 0
+
+
+def test_shared_prefix_cache_with_a_prompt_over_the_limit(tiny_gemma):
+    model, tok = tiny_gemma
+    prompts = [FEWSHOT + "Input: Fargo (1996) Answer:", FEWSHOT + "Input: Babe (1995) Answer:",
+               FEWSHOT + "Input: " + "a very long list of movies " * 12 + "Answer:"]
+    limit = len(tok(prompts[2], add_special_tokens=False).input_ids) - 5
+    cfg = LLMConfig(max_new_tokens=6, batch_size=2, max_prompt_tokens=limit)
+    with pytest.warns(UserWarning, match="max_prompt_tokens"):
+        plain = generate(model, tok, prompts, cfg, prefix_cache=False)
+    with pytest.warns(UserWarning, match="max_prompt_tokens"):
+        assert generate(model, tok, prompts, cfg, prefix_cache=True) == plain

@@ -91,15 +91,18 @@ def generate(
         warnings.warn(f"{too_long} prompt(s) reach llm.max_prompt_tokens={cfg.max_prompt_tokens} "
                       "and lose their first tokens; shorten them or raise the limit", stacklevel=2)
     order = sorted(range(len(texts)), key=lambda i: lengths[i])
-    batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
-    shared = _SharedPrefix.build(model, tok, texts) if prefix_cache and not too_long else None
+    # prompts cut to max_prompt_tokens lose their start, so they never share the prefix
+    fits = [i for i in order if lengths[i] < cfg.max_prompt_tokens]
+    shared = _SharedPrefix.build(model, tok, [texts[i] for i in fits]) if prefix_cache and fits else None
+    groups = [fits, [i for i in order if lengths[i] >= cfg.max_prompt_tokens]] if shared else [order]
+    batches = [g[i:i + cfg.batch_size] for g in groups for i in range(0, len(g), cfg.batch_size)]
     if progress:
         from tqdm.auto import tqdm
 
         batches = tqdm(batches, desc="generate", unit="batch")
     outputs: list[str] = [""] * len(texts)
     for b, idx in enumerate(batches):
-        if shared is not None:
+        if shared is not None and texts[idx[0]] in shared.ids:
             enc = shared.batch([texts[i] for i in idx])
         else:
             enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True,
