@@ -71,6 +71,7 @@ class CFConfig:
     sgl_tau: float = 0.5                 # RecBole's defaults; v1's 0.2 / 0.1 collapsed on
     sgl_weight: float = 0.05             # ML-100K (ours and RecBole 1.2.1 alike)
     backbones: tuple[str, ...] = ("mf", "lightgcn", "ngcf", "sgl")
+    llm_backbones: tuple[str, ...] = ("mf", "lightgcn", "ngcf", "sgl")   # HNLMRec rows of Table 1
     samplers: tuple[str, ...] = ("rns", "dns", "dnsmn", "mixgcf", "ahns")
     seeds: tuple[int, ...] = (0, 1, 2)            # seeds for every backbone
     main_backbone: str = "lightgcn"

@@ -206,13 +206,15 @@ def finished_llm_methods(cfg: StudyConfig, store: ArtifactStore) -> list[str]:
 
 
 def llm_grid(cfg: StudyConfig, llm_methods: Iterable[str]) -> list[RunSpec]:
-    """Specs of the LLM rows of Table 1 (v2): HNLMRec (``hnlmrec+align``) on every backbone,
-    every other LLM method (naive prompting, w/o Align) on the main backbone only, where the
-    ablation tables (notebooks 02, 05) need it; this bounds the default study's cost."""
+    """Specs of the LLM rows of Table 1 (v2): HNLMRec (``hnlmrec+align``) on the backbones
+    of ``cf.llm_backbones``, every other LLM method (naive prompting, w/o Align) on the main
+    backbone only, where the ablation tables (notebooks 02, 05) need it. Both bound the
+    study's cost: an LLM-sampler epoch runs the aligner over the whole bank per batch."""
     llm_methods = list(llm_methods)
     everywhere = [m for m in llm_methods if m == "hnlmrec+align"]
     main_only = [m for m in llm_methods if m not in everywhere]
-    return (main_grid(cfg, everywhere, [b for b in cfg.cf.backbones if supports(b)])
+    backbones = [b for b in cfg.cf.backbones if b in cfg.cf.llm_backbones and supports(b)]
+    return (main_grid(cfg, everywhere, backbones)
             + main_grid(cfg, main_only, [cfg.cf.main_backbone]))
 
 

@@ -78,7 +78,7 @@ def test_llm_grid_puts_hnlmrec_everywhere_and_other_llm_rows_on_the_main_backbon
     by_method: dict[str, set] = {}
     for s in specs:
         by_method.setdefault(s.method, set()).add((s.backbone, s.seed))
-    assert {b for b, _ in by_method["hnlmrec+align"]} == set(cfg.cf.backbones)
+    assert {b for b, _ in by_method["hnlmrec+align"]} == set(cfg.cf.llm_backbones) == {"mf", "lightgcn", "ngcf"}
     for m in ("naive-gemma3-270m", "hnlmrec"):
         assert {b for b, _ in by_method[m]} == {cfg.cf.main_backbone}
         assert {s for _, s in by_method[m]} == set(cfg.cf.main_seeds)
