@@ -310,3 +310,33 @@ def test_one_training_step_moves_the_aligner(toy_data):
     optimizer.step()
     assert not torch.equal(before, sampler.aligner.projector.net[0].weight)
     assert np.isfinite(float(bpr + res.aux_loss))
+
+
+def test_mix_variants_register_after_the_alignment_choice(tmp_path):
+    import json
+
+    from hnlmrec_lib import experiments
+    from hnlmrec_lib.artifacts import ArtifactStore
+    from hnlmrec_lib.config import load_preset
+    from hnlmrec_lib.negatives import methods
+    from hnlmrec_lib.negatives.bank import NegativeBank, save_bank
+
+    cfg = load_preset("smoke", {"artifacts_dir": str(tmp_path)})
+    store = ArtifactStore(cfg.artifact_root)
+    save_bank(store, NegativeBank("toy", np.zeros((2, 1, 4), np.float16), np.ones((2, 1), bool),
+                                  np.array([0, 1]), None, "h", {}))
+    assert methods.register_bank("toy", store) == ["toy"]            # no choice yet
+    methods.save_choice(store, "toy", False, {})
+    assert methods.register_bank("toy", store) == ["toy", "toy+align"]
+    plain = experiments.run_inputs(cfg, experiments.RunSpec("lightgcn", "toy+align", 0))
+    mixed = experiments.run_inputs(cfg, experiments.RunSpec("lightgcn", methods.mix_method("toy", 0.5), 0))
+    assert mixed["method_inputs"]["negatives"]["alpha_mix"] == 0.5
+    assert plain["method_inputs"]["negatives"]["alpha_mix"] == cfg.negatives.alpha_mix
+    assert {k: v for k, v in mixed["method_inputs"]["negatives"].items() if k != "alpha_mix"} == \
+        {k: v for k, v in plain["method_inputs"]["negatives"].items() if k != "alpha_mix"}
+    assert mixed["method_inputs"]["bpr_through_projector"] is False  # the selected variant
+    with pytest.raises(RuntimeError, match="select_alignment_variant"):
+        methods.select_mix_alpha(cfg, None, store, "other")
+    (store.root / methods.CHOICE_KIND / "toy.mix.json").write_text(json.dumps({"alpha_mix": 0.01}))
+    assert methods.register_bank("toy", store)[-1] == "toy+align+mix"
+    assert experiments.resolve("toy+align+mix") == "toy+align+mix0.01"

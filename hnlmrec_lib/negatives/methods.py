@@ -9,6 +9,10 @@ For a bank ``B`` (``naive-<llm>`` from notebook 02, ``hnlmrec`` from notebook 03
   gradient reaching the projector. The papers do not say which; notebook 02 trains both on the
   main backbone, selects on **valid** NDCG@20 and records the choice.
 - ``B+align``: the selected variant (an alias that shares its runs).
+- ``B+align+mix<a>``: the selected variant with the v1 mix of Eq. 7 (v1), the BPR negative
+  a * e_hard + (1 - a) * e_random, for a in ``MIX_ALPHAS``; ``select_mix_alpha`` picks a on
+  **valid** and registers the alias ``B+align+mix``. A projected e_hard is not an item, so
+  with a = 1 no item embedding is ever pushed down as a negative; the mix restores that.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from ..config import StudyConfig
 from .bank import NegativeBank, list_banks, load_bank
 
 CHOICE_KIND = "negatives_choice"
+MIX_ALPHAS = (0.5, 0.01)   # Eq. 7 (v1) candidates: an even mix; the release's value on Toys
 
 
 def choice_path(store: ArtifactStore, bank: str):
@@ -41,6 +46,19 @@ def load_choice(store: ArtifactStore, bank: str) -> bool | None:
     return json.loads(path.read_text())["bpr_through_projector"] if path.exists() else None
 
 
+def _mix_path(store: ArtifactStore, bank: str):
+    return store.root / CHOICE_KIND / f"{bank}.mix.json"
+
+
+def load_mix_choice(store: ArtifactStore, bank: str) -> float | None:
+    path = _mix_path(store, bank)
+    return json.loads(path.read_text())["alpha_mix"] if path.exists() else None
+
+
+def mix_method(bank: str, alpha: float) -> str:
+    return f"{bank}+align+mix{alpha:g}"
+
+
 @lru_cache(maxsize=8)
 def _cached_bank(root: str, name: str, inputs_hash: str) -> NegativeBank:
     return load_bank(ArtifactStore(root), name)
@@ -50,13 +68,17 @@ def _bank_hash(store: ArtifactStore, name: str) -> str:
     return load_bank(store, name).inputs_hash
 
 
-def sampler_factory(bank_name: str, align: bool, bpr_through_projector: bool):
-    """factory(view, cfg, store, model) -> LLMNegativeSampler over the named bank."""
+def sampler_factory(bank_name: str, align: bool, bpr_through_projector: bool,
+                    alpha_mix: float | None = None):
+    """factory(view, cfg, store, model) -> LLMNegativeSampler over the named bank
+    (``alpha_mix`` replaces ``negatives.alpha_mix`` when given)."""
     from .llm_sampler import LLMNegativeSampler
 
     def factory(view, cfg: StudyConfig, store: ArtifactStore, model):
         bank = _cached_bank(str(store.root), bank_name, _bank_hash(store, bank_name))
         neg_cfg = cfg.negatives if align else dataclasses.replace(cfg.negatives, lambda1=0.0)
+        if alpha_mix is not None:
+            neg_cfg = dataclasses.replace(neg_cfg, alpha_mix=alpha_mix)
         maps = {}
         if bank.row_of_user is not None:
             maps["row_of_user"] = torch.from_numpy(bank.row_of_user.astype(np.int64))
@@ -69,11 +91,13 @@ def sampler_factory(bank_name: str, align: bool, bpr_through_projector: bool):
     return factory
 
 
-def _inputs(bank_name: str, align: bool, flag: bool):
+def _inputs(bank_name: str, align: bool, flag: bool, alpha_mix: float | None = None):
     def inputs(cfg: StudyConfig) -> dict:
         neg = dataclasses.asdict(cfg.negatives)
         if not align:
             neg["lambda1"] = 0.0
+        if alpha_mix is not None:
+            neg["alpha_mix"] = alpha_mix
         return {"bank": bank_name, "bank_hash": _bank_hash(_store_of(cfg), bank_name),
                 "negatives": neg, "align": align, "bpr_through_projector": flag}
     return inputs
@@ -95,6 +119,14 @@ def register_bank(bank_name: str, store: ArtifactStore) -> list[str]:
     if chosen is not None:
         experiments.register_alias(f"{bank_name}+align", f"{bank_name}+align@{'bpr' if chosen else 'nobpr'}")
         shown.append(f"{bank_name}+align")
+        for alpha in MIX_ALPHAS:
+            experiments.register_method(mix_method(bank_name, alpha),
+                                        sampler_factory(bank_name, True, chosen, alpha),
+                                        _inputs(bank_name, True, chosen, alpha))
+        alpha = load_mix_choice(store, bank_name)
+        if alpha is not None:
+            experiments.register_alias(f"{bank_name}+align+mix", mix_method(bank_name, alpha))
+            shown.append(f"{bank_name}+align+mix")
     return shown
 
 
@@ -121,3 +153,25 @@ def select_alignment_variant(cfg: StudyConfig, data, store: ArtifactStore, bank_
     register_bank(bank_name, store)
     return {"bpr_through_projector": chosen,
             **{f"valid {cfg.cf.select_metric} {k}": float(v) for k, v in by_flag.items()}}
+
+
+def select_mix_alpha(cfg: StudyConfig, data, store: ArtifactStore, bank_name: str,
+                     alphas: tuple[float, ...] = MIX_ALPHAS) -> dict:
+    """Train ``bank+align`` (the selected variant) with the Eq. 7 (v1) mix for each alpha on
+    the main backbone (``cf.seeds``), keep the alpha with the higher mean VALID selection
+    metric, record it and register the alias ``bank+align+mix``. Needs the alignment choice."""
+    if load_choice(store, bank_name) is None:
+        raise RuntimeError(f"select_alignment_variant({bank_name!r}) must run before select_mix_alpha")
+    register_bank(bank_name, store)
+    specs = [experiments.RunSpec(cfg.cf.main_backbone, mix_method(bank_name, a), s)
+             for a in alphas for s in cfg.cf.seeds]
+    valid = experiments.records_frame(experiments.run_grid(cfg, data, store, specs,
+                                                           desc=f"{bank_name} alpha mix"), split="valid")
+    by_method = valid.groupby("method")[cfg.cf.select_metric].mean()
+    best = str(by_method.idxmax())
+    alpha = next(a for a in alphas if mix_method(bank_name, a) == best)
+    evidence = {k: float(v) for k, v in by_method.items()}
+    atomic_write_text(_mix_path(store, bank_name), json.dumps({"alpha_mix": alpha, "evidence": evidence},
+                                                              indent=1))
+    register_bank(bank_name, store)
+    return {"alpha_mix": alpha, **{f"valid {cfg.cf.select_metric} {k}": v for k, v in evidence.items()}}
