@@ -340,3 +340,27 @@ def test_mix_variants_register_after_the_alignment_choice(tmp_path):
     (store.root / methods.CHOICE_KIND / "toy.mix.json").write_text(json.dumps({"alpha_mix": 0.01}))
     assert methods.register_bank("toy", store)[-1] == "toy+align+mix"
     assert experiments.resolve("toy+align+mix") == "toy+align+mix0.01"
+
+
+def test_regularize_hard_puts_e_hard_in_the_l2_term(toy_data):
+    users, pos = _batch(toy_data)
+    regs = {}
+    for flag in (False, True):
+        model, sampler = _setup(toy_data, bpr_through_projector=True)
+        sampler.regularize_hard = flag
+        res, _, user_emb, item_emb = _losses(model, sampler, toy_data)
+        regs[flag] = model.reg_loss(users, pos, res, user_emb, item_emb)
+        if flag:
+            has = sampler.last.has_candidates
+            assert torch.equal(res.neg_ego[has], res.neg_emb[has])       # e_hard itself
+            assert not has.all() or res.neg_ego.shape == res.neg_emb.shape
+            # its gradient reaches the projector through the L2 term alone
+            sampler.zero_grad()
+            regs[flag].backward()
+            assert sampler.aligner.projector.net[-1].weight.grad.abs().sum() > 0
+        else:
+            assert res.neg_ego is None
+    # with MF the L2 term without the flag holds no negative at all (neg_items is None)
+    e_hard = res.neg_emb[sampler.last.has_candidates]
+    extra = model.reg * e_hard.pow(2).sum() / res.neg_emb.shape[1] / (2.0 * len(users))
+    assert torch.allclose(regs[True].detach(), regs[False].detach() + extra.detach(), rtol=1e-5)

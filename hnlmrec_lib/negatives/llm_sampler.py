@@ -107,6 +107,13 @@ class LLMNegativeSampler(NegativeSampler):
     With lambda1 = 0 ("LLM w/o Alignment") BPR is the aligner's only signal, so False
     leaves it a fixed random map (the released code's untrained adapter): that
     combination warns.
+
+    regularize_hard: put the BPR negative in the backbone's L2 term like any negative's
+    embedding (``SampleResult.neg_ego``), i.e. lambda2 ||Theta||^2 of Eq. 10 (v2) applied to
+    e_hard. Without it nothing bounds the projector's output norm (L_align is a cosine), and
+    e_hard drifts to norms ~100-1000x the item embeddings, an *easy* negative
+    (``benchmarks/diag_llm_negatives.py``). NGCF regularises its negatives' final embeddings
+    anyway, so the flag changes nothing there.
     """
 
     name = "llm"
@@ -114,7 +121,8 @@ class LLMNegativeSampler(NegativeSampler):
     def __init__(self, data: HasTrain, bank: Tensor, cfg: NegativesConfig, cf_dim: int,
                  bpr_through_projector: bool, *, row_of_user: Tensor | None = None,
                  pair_rows: Tensor | None = None, bank_valid: Tensor | None = None,
-                 n_label_cands: int = 16, track_nearest: bool = False) -> None:
+                 n_label_cands: int = 16, track_nearest: bool = False,
+                 regularize_hard: bool = False) -> None:
         super().__init__(data)
         if bank.dim() != 3 or not bank.is_floating_point():
             raise ValueError(f"bank must be a float (R, K, in_dim) tensor, got {tuple(bank.shape)}")
@@ -139,6 +147,7 @@ class LLMNegativeSampler(NegativeSampler):
             warnings.warn("lambda1 = 0 and bpr_through_projector = False: no loss reaches the "
                           "aligner, it stays a fixed random projection", stacklevel=2)
         self.n_label_cands, self.track_nearest = n_label_cands, track_nearest
+        self.regularize_hard = regularize_hard
         self.aligner = SemanticAligner(in_dim, cf_dim, cfg.projector_hidden, cfg.attn_heads)
         self.register_buffer("bank", bank, persistent=False)
         self.register_buffer("bank_valid", valid, persistent=False)
@@ -213,6 +222,8 @@ class LLMNegativeSampler(NegativeSampler):
         aux = item_emb.new_zeros(())
         slots = torch.full_like(random_items, -1)
         nearest: tuple[Tensor | None, Tensor | None] = (None, None)
+        # the L2 term's view of the negatives: ego rows of the random items, e_hard where used
+        neg_ego = model.item_ego[random_items] if self._regularizes(model) else None
         idx = has.nonzero().squeeze(1)
         if idx.numel():
             # a bank row shared by several pairs of the batch goes through the aligner once
@@ -225,13 +236,19 @@ class LLMNegativeSampler(NegativeSampler):
             if self.alpha < 1.0:  # Eq. 7 (v1): alpha * e_hard + (1 - alpha) * e_random
                 bpr_hard = self.alpha * bpr_hard + (1.0 - self.alpha) * neg[idx]
             neg = neg.index_copy(0, idx, bpr_hard)
+            if neg_ego is not None:
+                neg_ego = neg_ego.index_copy(0, idx, bpr_hard)
             slots[idx] = chosen.to(slots.device)
             if self.lambda1 > 0:
                 aux = self.lambda1 * align_loss(e_hard[:, 0], labels[idx], item_emb, self.tau)
             if self.track_nearest:
                 nearest = self._nearest(e_hard.detach(), item_emb.detach(), idx, has.shape[0])
         self.last = LLMBatchTrace(users.detach(), has, slots, random_items, labels, *nearest)
-        return SampleResult(neg, None, aux)
+        return SampleResult(neg, None, aux, neg_ego=neg_ego)
+
+    def _regularizes(self, model: Backbone) -> bool:
+        """e_hard joins the ego-level L2 term only where it lives in the ego space's width."""
+        return self.regularize_hard and model.out_dim == model.item_ego.shape[1]
 
     def _nearest(self, e_hard: Tensor, item_emb: Tensor, idx: Tensor,
                  batch: int) -> tuple[Tensor, Tensor]:
