@@ -207,15 +207,16 @@ def finished_llm_methods(cfg: StudyConfig, store: ArtifactStore) -> list[str]:
 
 def llm_grid(cfg: StudyConfig, llm_methods: Iterable[str]) -> list[RunSpec]:
     """Specs of the LLM rows of Table 1 (v2): HNLMRec (``hnlmrec+align``) on the backbones
-    of ``cf.llm_backbones``, every other LLM method (naive prompting, w/o Align) on the main
-    backbone only, where the ablation tables (notebooks 02, 05) need it. Both bound the
+    of ``cf.llm_backbones`` (``main_seeds`` on the main backbone, ``seeds`` elsewhere); every
+    other LLM method (naive prompting, ablations, variants) on the main backbone with
+    ``cf.seeds``, where the ablation tables (notebooks 02, 03, 05) need it. Both bound the
     study's cost: an LLM-sampler epoch runs the aligner over the whole bank per batch."""
     llm_methods = list(llm_methods)
     everywhere = [m for m in llm_methods if m == "hnlmrec+align"]
     main_only = [m for m in llm_methods if m not in everywhere]
     backbones = [b for b in cfg.cf.backbones if b in cfg.cf.llm_backbones and supports(b)]
     return (main_grid(cfg, everywhere, backbones)
-            + main_grid(cfg, main_only, [cfg.cf.main_backbone]))
+            + [RunSpec(cfg.cf.main_backbone, m, s) for m in main_only for s in cfg.cf.seeds])
 
 
 def supports(backbone: str) -> bool:

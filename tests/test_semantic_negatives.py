@@ -364,3 +364,12 @@ def test_regularize_hard_puts_e_hard_in_the_l2_term(toy_data):
     e_hard = res.neg_emb[sampler.last.has_candidates]
     extra = model.reg * e_hard.pow(2).sum() / res.neg_emb.shape[1] / (2.0 * len(users))
     assert torch.allclose(regs[True].detach(), regs[False].detach() + extra.detach(), rtol=1e-5)
+
+
+def test_match_norm_gives_e_hard_the_norm_of_its_label(toy_data):
+    model, sampler = _setup(toy_data, bpr_through_projector=True)
+    sampler.match_norm = True
+    res, _, _, item_emb = _losses(model, sampler, toy_data)
+    has = sampler.last.has_candidates
+    label_norm = item_emb[sampler.last.dns_labels[has]].norm(dim=-1)
+    assert torch.allclose(res.neg_emb[has][:, 0].norm(dim=-1), label_norm, rtol=1e-5)

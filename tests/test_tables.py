@@ -81,5 +81,5 @@ def test_llm_grid_puts_hnlmrec_everywhere_and_other_llm_rows_on_the_main_backbon
     assert {b for b, _ in by_method["hnlmrec+align"]} == set(cfg.cf.llm_backbones) == {"mf", "lightgcn", "ngcf"}
     for m in ("naive-gemma3-270m", "hnlmrec"):
         assert {b for b, _ in by_method[m]} == {cfg.cf.main_backbone}
-        assert {s for _, s in by_method[m]} == set(cfg.cf.main_seeds)
+        assert {s for _, s in by_method[m]} == set(cfg.cf.seeds)
     assert ("mf", cfg.cf.seeds[-1]) in by_method["hnlmrec+align"]

@@ -114,6 +114,10 @@ class LLMNegativeSampler(NegativeSampler):
     e_hard drifts to norms ~100-1000x the item embeddings, an *easy* negative
     (``benchmarks/diag_llm_negatives.py``). NGCF regularises its negatives' final embeddings
     anyway, so the flag changes nothing there.
+
+    match_norm (our variant, not in the papers): rescale each e_hard to the norm of its
+    pair's collaborative label item (the DNS pick, detached), so the LLM decides the
+    direction of the negative and the CF space its scale.
     """
 
     name = "llm"
@@ -122,7 +126,7 @@ class LLMNegativeSampler(NegativeSampler):
                  bpr_through_projector: bool, *, row_of_user: Tensor | None = None,
                  pair_rows: Tensor | None = None, bank_valid: Tensor | None = None,
                  n_label_cands: int = 16, track_nearest: bool = False,
-                 regularize_hard: bool = False) -> None:
+                 regularize_hard: bool = False, match_norm: bool = False) -> None:
         super().__init__(data)
         if bank.dim() != 3 or not bank.is_floating_point():
             raise ValueError(f"bank must be a float (R, K, in_dim) tensor, got {tuple(bank.shape)}")
@@ -147,7 +151,7 @@ class LLMNegativeSampler(NegativeSampler):
             warnings.warn("lambda1 = 0 and bpr_through_projector = False: no loss reaches the "
                           "aligner, it stays a fixed random projection", stacklevel=2)
         self.n_label_cands, self.track_nearest = n_label_cands, track_nearest
-        self.regularize_hard = regularize_hard
+        self.regularize_hard, self.match_norm = regularize_hard, match_norm
         self.aligner = SemanticAligner(in_dim, cf_dim, cfg.projector_hidden, cfg.attn_heads)
         self.register_buffer("bank", bank, persistent=False)
         self.register_buffer("bank_valid", valid, persistent=False)
@@ -232,12 +236,16 @@ class LLMNegativeSampler(NegativeSampler):
             e_cand = self.aligner(self.bank[uniq].to(item_emb.dtype), pad)[inv]
             valid = None if pad is None else ~pad[inv]
             e_hard, chosen = select_top_k(user_emb[users[idx]], e_cand, self.top_k, valid)
+            if self.match_norm:  # scale of the collaborative label: the direction is the LLM's
+                scale = item_emb[labels[idx]].detach().norm(dim=-1, keepdim=True).unsqueeze(1)
+                e_hard = e_hard * (scale / e_hard.norm(dim=-1, keepdim=True).clamp_min(1e-12))
             bpr_hard = e_hard if self.bpr_through_projector else e_hard.detach()
             if self.alpha < 1.0:  # Eq. 7 (v1): alpha * e_hard + (1 - alpha) * e_random
                 bpr_hard = self.alpha * bpr_hard + (1.0 - self.alpha) * neg[idx]
             neg = neg.index_copy(0, idx, bpr_hard)
-            if neg_ego is not None:
-                neg_ego = neg_ego.index_copy(0, idx, bpr_hard)
+            if neg_ego is not None:  # the L2 term trains the projector whatever BPR does
+                reg_hard = e_hard if self.alpha == 1.0 else self.alpha * e_hard + (1.0 - self.alpha) * neg_ego[idx]
+                neg_ego = neg_ego.index_copy(0, idx, reg_hard)
             slots[idx] = chosen.to(slots.device)
             if self.lambda1 > 0:
                 aux = self.lambda1 * align_loss(e_hard[:, 0], labels[idx], item_emb, self.tau)

@@ -11,6 +11,8 @@ For a bank ``B`` (``naive-<llm>`` from notebook 02, ``hnlmrec`` from notebook 03
 - ``B+align``: the selected variant (an alias that shares its runs).
 - ``B+align+l2``: the selected variant with e_hard in the L2 term (lambda2 of Eq. 10 (v2))
   like any negative's embedding; shown for the banks of ``VARIANT_BANKS``.
+- ``B+align+norm`` (ours): the selected variant with each e_hard rescaled to the norm of its
+  collaborative label item; shown for the banks of ``VARIANT_BANKS``.
 - ``B+align+mix<a>``: the selected variant with the v1 mix of Eq. 7 (v1), the BPR negative
   a * e_hard + (1 - a) * e_random, for a in ``MIX_ALPHAS``; ``select_mix_alpha`` picks a on
   **valid** and registers the alias ``B+align+mix``. A projected e_hard is not an item, so
@@ -31,7 +33,7 @@ from ..config import StudyConfig
 from .bank import NegativeBank, list_banks, load_bank
 
 CHOICE_KIND = "negatives_choice"
-VARIANT_BANKS = ("hnlmrec",)   # banks whose +align+l2 row the tables show (runs cost CPU)
+VARIANT_BANKS = ("hnlmrec",)   # banks whose +l2 / +norm rows the tables show (runs cost CPU)
 MIX_ALPHAS = (0.5, 0.01)   # Eq. 7 (v1) candidates: an even mix; the release's value on Toys
 
 
@@ -72,7 +74,8 @@ def _bank_hash(store: ArtifactStore, name: str) -> str:
 
 
 def sampler_factory(bank_name: str, align: bool, bpr_through_projector: bool,
-                    alpha_mix: float | None = None, regularize_hard: bool = False):
+                    alpha_mix: float | None = None, regularize_hard: bool = False,
+                    match_norm: bool = False):
     """factory(view, cfg, store, model) -> LLMNegativeSampler over the named bank
     (``alpha_mix`` replaces ``negatives.alpha_mix`` when given)."""
     from .llm_sampler import LLMNegativeSampler
@@ -90,12 +93,12 @@ def sampler_factory(bank_name: str, align: bool, bpr_through_projector: bool,
         return LLMNegativeSampler(view, torch.from_numpy(bank.vectors.astype(np.float32)), neg_cfg,
                                   model.out_dim, bpr_through_projector,
                                   bank_valid=torch.from_numpy(bank.valid), n_label_cands=cfg.cf.n_negs,
-                                  regularize_hard=regularize_hard, **maps)
+                                  regularize_hard=regularize_hard, match_norm=match_norm, **maps)
     return factory
 
 
 def _inputs(bank_name: str, align: bool, flag: bool, alpha_mix: float | None = None,
-            regularize_hard: bool = False):
+            regularize_hard: bool = False, match_norm: bool = False):
     def inputs(cfg: StudyConfig) -> dict:
         neg = dataclasses.asdict(cfg.negatives)
         if not align:
@@ -104,6 +107,8 @@ def _inputs(bank_name: str, align: bool, flag: bool, alpha_mix: float | None = N
             neg["alpha_mix"] = alpha_mix
         if regularize_hard:  # only when set, so the other methods' keys stay as they were
             neg["regularize_hard"] = True
+        if match_norm:
+            neg["match_norm"] = True
         return {"bank": bank_name, "bank_hash": _bank_hash(_store_of(cfg), bank_name),
                 "negatives": neg, "align": align, "bpr_through_projector": flag}
     return inputs
@@ -132,8 +137,11 @@ def register_bank(bank_name: str, store: ArtifactStore) -> list[str]:
         experiments.register_method(f"{bank_name}+align+l2",
                                     sampler_factory(bank_name, True, chosen, regularize_hard=True),
                                     _inputs(bank_name, True, chosen, regularize_hard=True))
+        experiments.register_method(f"{bank_name}+align+norm",
+                                    sampler_factory(bank_name, True, chosen, match_norm=True),
+                                    _inputs(bank_name, True, chosen, match_norm=True))
         if bank_name in VARIANT_BANKS:
-            shown.append(f"{bank_name}+align+l2")
+            shown += [f"{bank_name}+align+l2", f"{bank_name}+align+norm"]
         alpha = load_mix_choice(store, bank_name)
         if alpha is not None:
             experiments.register_alias(f"{bank_name}+align+mix", mix_method(bank_name, alpha))
