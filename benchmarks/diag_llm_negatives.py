@@ -6,7 +6,8 @@ benchmarks/results/llm_negatives.json.
 
 Trains LightGCN with the LLM sampler of one negative bank (notebooks 02/03 build them) for
 a fixed number of epochs, for each variant: with alignment, BPR gradient through the
-projector or not, optionally the Eq. 7 (v1) mix or e_hard in the L2 term. After every epoch it samples one batch
+projector or not, optionally the Eq. 7 (v1) mix, e_hard in the L2 term, or e_hard rescaled
+to its label's norm. After every epoch it samples one batch
 without gradient and records, over the pairs that have LLM candidates: the mean norm of the
 BPR negative and of item embeddings, the mean scores s(u, v+), s(u, negative) and
 s(u, random item), and valid NDCG@20 (validation only; test is not read).
@@ -52,11 +53,11 @@ def probe(model, sampler, pairs: torch.Tensor, generator: torch.Generator) -> di
 
 
 def trace(cfg, data, store, bank: str, bpr_through: bool, alpha: float | None, l2: bool,
-          epochs: int) -> dict:
+          norm: bool, epochs: int) -> dict:
     view = TrainingView.from_data(data)
     torch.manual_seed(0)
     model = build_backbone("lightgcn", view, cfg.cf)
-    sampler = sampler_factory(bank, True, bpr_through, alpha, l2)(view, cfg, store, model)
+    sampler = sampler_factory(bank, True, bpr_through, alpha, l2, norm)(view, cfg, store, model)
     opt = torch.optim.Adam([*model.parameters(), *sampler.parameters()], lr=model.lr)
     pairs = torch.from_numpy(np.asarray(view.train)).long()
     rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
@@ -70,7 +71,7 @@ def trace(cfg, data, store, bank: str, bpr_through: bool, alpha: float | None, l
                "valid_ndcg@20": evaluate_valid(model, view, cfg.cf)["ndcg@20"]}
         rows.append({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()})
     return {"bank": bank, "bpr_through_projector": bpr_through, "alpha_mix": alpha,
-            "regularize_hard": l2, "epochs": rows}
+            "regularize_hard": l2, "match_norm": norm, "epochs": rows}
 
 
 def main() -> None:
@@ -85,13 +86,15 @@ def main() -> None:
     cfg = load_preset(args.preset)
     store = ArtifactStore(cfg.artifact_root)
     data = load_dataset(cfg, store)
-    variants = [(True, None, False), (False, None, False), (False, 0.01, False),
-                (True, None, True), (False, None, True)]
+    variants = [(True, None, False, False), (False, None, False, False), (False, 0.01, False, False),
+                (True, None, True, False), (False, None, True, False),
+                (True, None, False, True), (False, None, False, True)]
     runs = [trace(cfg, data, store, args.bank, *v, args.epochs) for v in variants]
     atomic_write_text(Path(args.out), json.dumps({"preset": args.preset, "runs": runs}, indent=1))
     for r in runs:
         last = r["epochs"][-1]
-        print(r["bpr_through_projector"], r["alpha_mix"], r["regularize_hard"], {k: last[k] for k in
+        print(r["bpr_through_projector"], r["alpha_mix"], r["regularize_hard"], r["match_norm"],
+              {k: last[k] for k in
               ("neg_norm", "item_norm", "s_pos", "s_neg", "s_random", "valid_ndcg@20")})
 
 
