@@ -207,16 +207,21 @@ def finished_llm_methods(cfg: StudyConfig, store: ArtifactStore) -> list[str]:
 
 def llm_grid(cfg: StudyConfig, llm_methods: Iterable[str]) -> list[RunSpec]:
     """Specs of the LLM rows of Table 1 (v2): HNLMRec (``hnlmrec+align``) on the backbones
-    of ``cf.llm_backbones`` (``main_seeds`` on the main backbone, ``seeds`` elsewhere); every
-    other LLM method (naive prompting, ablations, variants) on the main backbone with
-    ``cf.seeds``, where the ablation tables (notebooks 02, 03, 05) need it. Both bound the
-    study's cost: an LLM-sampler epoch runs the aligner over the whole bank per batch."""
+    of ``cf.llm_backbones`` (``main_seeds`` on the main backbone, ``seeds`` elsewhere); the
+    papers' other LLM rows (naive prompting w/o and w/ alignment, w/o Align) on the main
+    backbone with ``main_seeds``, where the ablation tables (notebooks 02, 05) need them; the
+    study's own variants (``+mix``, ``+l2``, ``+norm``) on the main backbone with ``seeds``.
+    This bounds the study's cost: an LLM-sampler epoch runs the aligner over the bank."""
     llm_methods = list(llm_methods)
     everywhere = [m for m in llm_methods if m == "hnlmrec+align"]
-    main_only = [m for m in llm_methods if m not in everywhere]
+    variants = [m for m in llm_methods if m.endswith(VARIANT_SUFFIXES)]
+    main_only = [m for m in llm_methods if m not in everywhere and m not in variants]
     backbones = [b for b in cfg.cf.backbones if b in cfg.cf.llm_backbones and supports(b)]
-    return (main_grid(cfg, everywhere, backbones)
-            + [RunSpec(cfg.cf.main_backbone, m, s) for m in main_only for s in cfg.cf.seeds])
+    return (main_grid(cfg, everywhere, backbones) + main_grid(cfg, main_only, [cfg.cf.main_backbone])
+            + [RunSpec(cfg.cf.main_backbone, m, s) for m in variants for s in cfg.cf.seeds])
+
+
+VARIANT_SUFFIXES = ("+mix", "+l2", "+norm")   # the study's own LLM-sampler variants
 
 
 def supports(backbone: str) -> bool:

@@ -74,12 +74,13 @@ def test_llm_grid_puts_hnlmrec_everywhere_and_other_llm_rows_on_the_main_backbon
     from hnlmrec_lib.config import load_preset
 
     cfg = load_preset("default")
-    specs = experiments.llm_grid(cfg, ["naive-gemma3-270m", "hnlmrec", "hnlmrec+align"])
+    specs = experiments.llm_grid(cfg, ["naive-gemma3-270m", "hnlmrec", "hnlmrec+align", "hnlmrec+align+norm"])
     by_method: dict[str, set] = {}
     for s in specs:
         by_method.setdefault(s.method, set()).add((s.backbone, s.seed))
     assert {b for b, _ in by_method["hnlmrec+align"]} == set(cfg.cf.llm_backbones) == {"mf", "lightgcn", "ngcf"}
     for m in ("naive-gemma3-270m", "hnlmrec"):
         assert {b for b, _ in by_method[m]} == {cfg.cf.main_backbone}
-        assert {s for _, s in by_method[m]} == set(cfg.cf.seeds)
+        assert {s for _, s in by_method[m]} == set(cfg.cf.main_seeds)
+    assert by_method["hnlmrec+align+norm"] == {(cfg.cf.main_backbone, s) for s in cfg.cf.seeds}
     assert ("mf", cfg.cf.seeds[-1]) in by_method["hnlmrec+align"]
