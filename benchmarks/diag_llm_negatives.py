@@ -28,10 +28,9 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hnlmrec_lib.artifacts import ArtifactStore, atomic_write_text  # noqa: E402
+from hnlmrec_lib import notebook  # noqa: E402
+from hnlmrec_lib.artifacts import atomic_write_text  # noqa: E402
 from hnlmrec_lib.cf import build_backbone  # noqa: E402
-from hnlmrec_lib.config import load_preset  # noqa: E402
-from hnlmrec_lib.data.loader import load_dataset  # noqa: E402
 from hnlmrec_lib.negatives.methods import sampler_factory  # noqa: E402
 from hnlmrec_lib.train import TrainingView, evaluate_valid, train_epoch  # noqa: E402
 
@@ -82,10 +81,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "llm_negatives.json"))
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    cfg = load_preset(args.preset)
-    store = ArtifactStore(cfg.artifact_root)
-    data = load_dataset(cfg, store)
+    session = notebook.start(args.preset, {"cf.threads": args.threads})
+    cfg, store, data = session.cfg, session.store, session.data()
     variants = [(True, None, False, False), (False, None, False, False), (False, 0.01, False, False),
                 (True, None, True, False), (False, None, True, False),
                 (True, None, False, True), (False, None, False, True)]

@@ -26,10 +26,9 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from hnlmrec_lib.artifacts import ArtifactStore, atomic_write_text  # noqa: E402
+from hnlmrec_lib import notebook  # noqa: E402
+from hnlmrec_lib.artifacts import atomic_write_text  # noqa: E402
 from hnlmrec_lib.cf import build_backbone, build_sampler  # noqa: E402
-from hnlmrec_lib.config import load_preset  # noqa: E402
-from hnlmrec_lib.data.loader import load_dataset  # noqa: E402
 from hnlmrec_lib.train import TrainingView, fit  # noqa: E402
 
 
@@ -58,10 +57,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "sgl_mixgcf.json"))
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    cfg = load_preset(args.preset)
-    data = load_dataset(cfg, ArtifactStore(cfg.artifact_root))
-    cf = dataclasses.replace(cfg.cf, threads=args.threads)
+    session = notebook.start(args.preset, {"cf.threads": args.threads})
+    data, cf = session.data(), session.cfg.cf
     runs = [{"sampler": s, **trace(data, cf, s, w, args.epochs, args.seed)}
             for s in args.samplers for w in args.weights]
     report = {"preset": args.preset, "seed": args.seed,
