@@ -44,7 +44,8 @@ def study_prompts(cfg, data, item_text: list[str], n: int, seed: int) -> dict[st
     return {
         "item": [item_profile_prompt(data.name, item_info(data, int(i)),
                                      list(data.items.iloc[int(i)]["reviews"])) for i in items],
-        "user": [user_prompt_for(data, int(u), item_text, cfg.profiles.max_items_per_user, cfg.seed)
+        "user": [user_prompt_for(data, int(u), item_text, cfg.profiles.max_items_per_user, cfg.seed,
+                                 cfg.profiles.description_words)
                  for u in users],
     }
 

@@ -76,7 +76,8 @@ class CFConfig:
     seeds: tuple[int, ...] = (0, 1, 2)            # seeds for every backbone
     main_backbone: str = "lightgcn"
     main_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)  # seeds for the main backbone
-    threads: int = 2
+    threads: int = 2                     # torch threads of this process (split among workers)
+    workers: int = 1                     # processes that train a grid's missing runs at once
 
 
 @dataclass
@@ -92,14 +93,15 @@ class LLMConfig:
     top_p: float = 1.0
     seed: int = 0
     max_retries: int = 1
-    max_prompt_tokens: int = 768
+    max_prompt_tokens: int = 1024       # longer prompts lose their first tokens (a warning says so)
     embedder: str = "all-minilm-l6-v2"
     embed_batch_size: int = 64
 
 
 @dataclass
 class ProfileConfig:
-    max_items_per_user: int = 10         # rated movies shown in a user prompt (train only)
+    max_items_per_user: int = 8          # rated movies shown in a user prompt (train only)
+    description_words: int = 12          # words of each shown movie's profile P_v (Eq. 3 (v2))
     max_users: int | None = None         # profile only this many users (smoke)
     max_items: int | None = None
 

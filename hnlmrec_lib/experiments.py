@@ -157,12 +157,77 @@ def result_record(spec: RunSpec, result) -> dict:
 
 def run_grid(cfg: StudyConfig, data, store: ArtifactStore, specs: Iterable[RunSpec],
              desc: str = "runs") -> list[dict]:
-    """Run (or reuse) every spec, with a progress bar."""
+    """Run (or reuse) every spec, with a progress bar; records in the order of ``specs``.
+
+    With ``cf.workers`` > 1 the runs not yet in the store train in that many worker
+    processes, each with ``cf.threads // cf.workers`` torch threads. A CF step here is a
+    string of small sparse and dense ops that two threads share poorly (1.3-1.6x faster
+    than one thread, ``benchmarks/bench_grid.py``), so two one-thread runs at once finish
+    a grid sooner. A run's result does not depend on the process it ran in: it is seeded,
+    and each run is stored atomically, so a killed grid resumes either way. Workers know
+    the ID samplers and the LLM methods of the banks in the store (``register_available``);
+    a method registered only in this process needs ``workers = 1``.
+    """
     specs = list(specs)
-    records = []
-    for spec in tqdm(specs, desc=desc):
-        records.append(run_one(cfg, data, store, spec))
-    return records
+    pending = list({_run_key(cfg, store, s): s for s in reversed(specs)
+                    if not _is_stored(cfg, store, s)}.values())[::-1]   # one spec per run
+    workers = min(max(1, cfg.cf.workers), len(pending))
+    if workers > 1:
+        _run_in_workers(cfg, data, store, pending, workers, desc)
+    return [run_one(cfg, data, store, spec) for spec in tqdm(specs, desc=desc)]
+
+
+def _run_key(cfg: StudyConfig, store: ArtifactStore, spec: RunSpec) -> str:
+    if resolve(spec.method) not in ID_SAMPLERS and resolve(spec.method) not in _METHODS:
+        return f"unknown:{spec.label}"   # the worker raises run_one's "unknown method" error
+    return store.key(RUN_KIND, run_inputs(cfg, spec))
+
+
+def _is_stored(cfg: StudyConfig, store: ArtifactStore, spec: RunSpec) -> bool:
+    key = _run_key(cfg, store, spec)
+    return not key.startswith("unknown:") and store.path(RUN_KIND, key, "pkl").exists()
+
+
+def _run_in_workers(cfg: StudyConfig, data, store: ArtifactStore, specs: list[RunSpec],
+                    workers: int, desc: str) -> None:
+    """Train ``specs`` in ``workers`` spawned processes; each stores its run as it finishes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    threads = max(1, cfg.cf.threads // workers)
+    context = multiprocessing.get_context("spawn")   # no fork of a process holding OpenMP threads
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                             initargs=(cfg, data, str(store.root), threads)) as pool:
+        futures = [pool.submit(_train_in_worker, spec) for spec in sorted(specs, key=_expected_cost)]
+        for future in tqdm(as_completed(futures), total=len(futures), desc=f"{desc} ({workers} workers)"):
+            future.result()   # re-raises a worker's error here
+
+
+def _expected_cost(spec: RunSpec) -> int:
+    """Longest runs first, so two workers do not end with one long run left alone:
+    LLM samplers (the aligner runs every batch), then NGCF / SGL, then the rest."""
+    llm = resolve(spec.method) not in ID_SAMPLERS
+    return -(2 * llm + (spec.backbone in ("ngcf", "sgl")))
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(cfg: StudyConfig, data, store_root: str, threads: int) -> None:
+    import os
+
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import torch
+
+    torch.set_num_threads(threads)
+    cfg = dataclasses.replace(cfg, cf=dataclasses.replace(cfg.cf, threads=threads, workers=1))
+    store = ArtifactStore(store_root)
+    finished_llm_methods(cfg, store)   # the LLM methods of the banks in the store
+    _WORKER.update(cfg=cfg, data=data, store=store)
+
+
+def _train_in_worker(spec: RunSpec) -> None:
+    run_one(_WORKER["cfg"], _WORKER["data"], _WORKER["store"], spec)
 
 
 def main_grid(cfg: StudyConfig, methods: Iterable[str],

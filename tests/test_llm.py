@@ -394,3 +394,21 @@ def test_shared_prefix_cache_with_a_prompt_over_the_limit(tiny_gemma):
         plain = generate(model, tok, prompts, cfg, prefix_cache=False)
     with pytest.warns(UserWarning, match="max_prompt_tokens"):
         assert generate(model, tok, prompts, cfg, prefix_cache=True) == plain
+
+
+@pytest.mark.parametrize("full, key", [
+    ('{"summarization": "Fans of tense, dark thrillers.", "reasoning": "Heat, Alien"}', "summarization"),
+    ('{"summarization": "Likes \\"cult\\" films, e.g. Fargo", "reasoning": "x"}\n\nInput: {', "summarization"),
+    ('{"hard negative items": ["Heat (1995)", "Akira (1988)", "Babe"], "reasoning": "dark"}',
+     "hard negative items"),
+])
+def test_answer_stop_keeps_the_answer(full, key):
+    """Stopping at the second key loses nothing of the answer the study reads."""
+    from hnlmrec_lib.llm.generate import _cut
+    from hnlmrec_lib.llm_requests import answer_stops
+
+    stops = answer_stops((key, "reasoning"))
+    assert stops == [', "reasoning"']
+    cut = _cut(full, stops)
+    assert "reasoning" not in cut
+    assert extract_json(cut, (key,))[0] == {key: extract_json(full, (key,))[0][key]}

@@ -36,6 +36,9 @@ def check_01():
     assert report.loc["item", "asked"] == SMOKE.profiles.max_items
     assert report.loc["user", "asked"] == SMOKE.profiles.max_users
     assert 0.0 <= report.loc["item", "json_ok_rate"] <= 1.0   # a random tiny LLM: any rate
+    tokens = _table("profiles_user_prompt_tokens").iloc[0]
+    assert 0 < tokens["mean tokens"] <= tokens["max tokens"]
+    assert tokens["limit (llm.max_prompt_tokens)"] == SMOKE.llm.max_prompt_tokens
     rho = _table("profiles_semantic_vs_cooccurrence")["spearman rho"].iloc[0]
     assert -1.0 <= rho <= 1.0 and rho == rho
 

@@ -84,3 +84,28 @@ def test_llm_grid_puts_hnlmrec_everywhere_and_other_llm_rows_on_the_main_backbon
         assert {s for _, s in by_method[m]} == set(cfg.cf.main_seeds)
     assert by_method["hnlmrec+align+norm"] == {(cfg.cf.main_backbone, s) for s in cfg.cf.seeds}
     assert ("mf", cfg.cf.seeds[-1]) in by_method["hnlmrec+align"]
+
+
+def test_grid_in_worker_processes_matches_one_process(tmp_path):
+    """cf.workers > 1 trains the missing runs in spawned processes: same records, each run
+    trained once (a duplicate spec is not trained twice), and a rerun reuses them all."""
+    import dataclasses
+
+    from hnlmrec_lib import experiments, notebook
+    from hnlmrec_lib.artifacts import ArtifactStore
+
+    session = notebook.start("smoke", {"cf.epochs": 3, "cf.min_epochs": 3})
+    data = session.data()
+    specs = [experiments.RunSpec("lightgcn", "dns", 0), experiments.RunSpec("mf", "rns", 1),
+             experiments.RunSpec("lightgcn", "dns", 0)]
+    one = dataclasses.replace(session.cfg, cf=dataclasses.replace(session.cfg.cf, threads=1, workers=1))
+    two = dataclasses.replace(session.cfg, cf=dataclasses.replace(session.cfg.cf, threads=2, workers=2))
+    here = experiments.run_grid(one, data, ArtifactStore(tmp_path / "one"), specs)
+    store = ArtifactStore(tmp_path / "two")
+    there = experiments.run_grid(two, data, store, specs)
+    assert len(store.list(experiments.RUN_KIND)) == 2
+    for a, b in zip(here, there):
+        assert a["label"] == b["label"] and a["test"] == b["test"] and a["best_epoch"] == b["best_epoch"]
+    files = {p: p.stat().st_mtime_ns for p in store.list(experiments.RUN_KIND)}
+    experiments.run_grid(two, data, store, specs)
+    assert {p: p.stat().st_mtime_ns for p in store.list(experiments.RUN_KIND)} == files
