@@ -39,7 +39,7 @@ SHARED = ("dataset", "negative_banks", "negatives_choice", "e_llm", "text_negati
 
 def scratch_store(real: ArtifactStore, tmp: str) -> ArtifactStore:
     store = ArtifactStore(Path(tmp) / "store")
-    store.root.mkdir(parents=True)
+    store.root.mkdir(parents=True, exist_ok=True)
     for kind in SHARED:
         if (real.root / kind).exists():
             (store.root / kind).symlink_to(real.root / kind)

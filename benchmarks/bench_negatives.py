@@ -31,7 +31,7 @@ if __name__ == "__main__":
     profiles = build_profiles(cfg, data, store)
     result = {"preset": args.preset, "unit": cfg.negatives.unit,
               "pairs_per_user": cfg.negatives.pairs_per_user, "k": cfg.negatives.k_candidates,
-              "llms": {}, "note": "cold times were measured on a shared, loaded 2-core machine"}
+              "llms": {}, "note": "cold time = generation seconds recorded with the calls when notebook 02 made them"}
     for llm in cfg.negatives.llms:
         t0 = time.perf_counter()
         neg = generate_text_negatives(cfg, data, profiles, store, llm)

@@ -4,9 +4,10 @@
     python benchmarks/bench_profiles.py --cold     # also a cold build now, in a scratch store
 
 When the store holds no profiles for the preset, the first build is cold and its wall time
-is recorded (``first_build``). The recorded generation time sums the seconds stored with the
-cached LLM calls of the current prompts (it survives an interrupted, resumed build); the
-warm time is measured by building again from the cache. ``--cold`` builds every profile again in a scratch artifact store that shares
+is recorded (``first_build``). ``recorded_build_seconds`` is the item and user generation
+time stored in the profiles artifact by the build that made it (after an interrupted,
+resumed build: the resumed part only); the warm time is measured by building again from the
+cache. ``--cold`` builds every profile again in a scratch artifact store that shares
 only the converted model (``llm_models``: loading is not profile work) and the dataset, timing
 the whole build end to end with the current code (e.g. the shared-prefix KV cache). Run it
 after notebook 01 (or it builds cold here first).
@@ -33,8 +34,8 @@ if __name__ == "__main__":
     args = ap.parse_args()
     session = notebook.start(args.preset)
     data = session.data()
-    was_cached = session.store.path(PROFILE_KIND, session.store.key(
-        PROFILE_KIND, profile_inputs(session.cfg, data)), "pkl").exists()
+    key = session.store.key(PROFILE_KIND, profile_inputs(session.cfg, data))
+    was_cached = session.store.path(PROFILE_KIND, key, "pkl").exists()
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     profiles = build_profiles(session.cfg, data, session.store)
@@ -43,26 +44,24 @@ if __name__ == "__main__":
     profiles = build_profiles(session.cfg, data, session.store)
     warm = time.perf_counter() - t0
     report = profiles.report()
-    calls = [json.loads(line) for line in
-             (session.store.root / "llm_calls" / "profiles.jsonl").read_text().splitlines() if line]
-    raws = set(profiles.item_raw) | set(profiles.user_raw)   # the current prompts' answers
-    mine = [c for c in calls if c.get("model_id") == profiles.model_id and c.get("raw") in raws]
+    asked_attempts = [a[src != "template"] for a, src in ((profiles.item_attempts, profiles.item_source),
+                                                         (profiles.user_attempts, profiles.user_source))]
     result = {
-        "preset": args.preset, "model": profiles.model_id,
+        "preset": args.preset, "model": profiles.model_id, "profiles_key": key,
         "items": int(data.n_items), "users": int(data.n_users),
-        "llm_calls": len(mine),
-        "cold_generation_seconds": round(sum(c.get("seconds", 0.0) for c in mine), 1),
+        "llm_calls": int(sum(a.sum() for a in asked_attempts)),
+        # generation time the artifact recorded when it was built (a resumed build: its last part)
+        "recorded_build_seconds": {k: round(v, 1) for k, v in profiles.seconds.items()},
         "warm_seconds": round(warm, 2),
         "json_ok_rate": report["json_ok_rate"].round(4).to_dict(),
         "mean_attempts": report["mean_attempts"].round(3).to_dict(),
     }
-    if not was_cached:   # measured end to end; the per-call sum would count old identical answers too
-        del result["cold_generation_seconds"]
+    if not was_cached:   # this run built them: the cold wall time, model loading included
         result["first_build"] = {
             "cold": True, "wall_seconds": round(first, 1),
-            "item_seconds": round(profiles.seconds["item"], 1),
-            "user_seconds": round(profiles.seconds["user"], 1),
             "loadavg_1m_start": load0, "loadavg_1m_end": os.getloadavg()[0]}
+    elif OUT.exists() and json.loads(OUT.read_text()).get("profiles_key") == key:
+        result["first_build"] = json.loads(OUT.read_text()).get("first_build")   # same artifact's
     if args.cold:
         import tempfile
 

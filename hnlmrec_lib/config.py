@@ -100,8 +100,9 @@ class LLMConfig:
 
 @dataclass
 class ProfileConfig:
-    max_items_per_user: int = 8          # rated movies shown in a user prompt (train only)
+    max_items_per_user: int = 6          # rated movies shown in a user prompt (train only)
     description_words: int = 12          # words of each shown movie's profile P_v (Eq. 3 (v2))
+    max_new_tokens: int | None = None    # the profiles' answer budget; None = llm.max_new_tokens
     max_users: int | None = None         # profile only this many users (smoke)
     max_items: int | None = None
 

@@ -199,8 +199,12 @@ def _run_in_workers(cfg: StudyConfig, data, store: ArtifactStore, specs: list[Ru
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                              initargs=(cfg, data, str(store.root), threads)) as pool:
         futures = [pool.submit(_train_in_worker, spec) for spec in sorted(specs, key=_expected_cost)]
-        for future in tqdm(as_completed(futures), total=len(futures), desc=f"{desc} ({workers} workers)"):
-            future.result()   # re-raises a worker's error here
+        try:
+            for future in tqdm(as_completed(futures), total=len(futures), desc=f"{desc} ({workers} workers)"):
+                future.result()   # re-raises a worker's error here
+        except BaseException:
+            pool.shutdown(cancel_futures=True)   # runs in progress finish and are stored
+            raise
 
 
 def _expected_cost(spec: RunSpec) -> int:

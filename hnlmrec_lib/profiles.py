@@ -98,9 +98,10 @@ def user_prompt_for(data: InteractionData, user: int, item_text: list[str], max_
     """S_u input of one user: demographics and up to ``max_items`` rated train movies, each with
     the first ``description_words`` words of its item profile P_v.
 
-    The budget keeps a Gemma-3 prompt near its 512-token sliding window: 10 movies with
-    25-word descriptions averaged 708 tokens and generated at 1.19 s a user on 2 cores,
-    8 with 12 words average 562 tokens at 0.68 s (``benchmarks/bench_profiles.py``).
+    The budget bounds the prompt's own tokens, which every user prefills (the instruction
+    and example are shared, ``llm.generate``): 10 movies with 25-word descriptions averaged
+    708 tokens, 8 with 12 words 564 and a cold build of all profiles took 1,012 s on 2 cores;
+    6 with 12 words average 491 (``benchmarks/bench_profiles.py``).
     """
     rows = user_history(data, user, max_items, seed)
     liked = []
@@ -162,6 +163,8 @@ def build_profiles(cfg: StudyConfig, data: InteractionData, store: ArtifactStore
                                         load_in_4bit=cfg.llm.load_in_4bit,
                                         load_in_8bit=cfg.llm.load_in_8bit, dtype=cfg.llm.dtype)
         cache = LLMCallCache(store, name="profiles")
+        llm_cfg = cfg.llm if cfg.profiles.max_new_tokens is None else \
+            dataclasses.replace(cfg.llm, max_new_tokens=cfg.profiles.max_new_tokens)
 
         item_text = [item_template(data, i) for i in range(data.n_items)]
         item_source = np.full(data.n_items, "template", dtype=object)
@@ -171,7 +174,7 @@ def build_profiles(cfg: StudyConfig, data: InteractionData, store: ArtifactStore
         t0 = time.perf_counter()
         prompts = [item_profile_prompt(data.name, item_info(data, i), list(data.items.iloc[i]["reviews"]))
                    for i in items]
-        answers = ask(model, tok, prompts, cfg.llm, cache)
+        answers = ask(model, tok, prompts, llm_cfg, cache)
         texts, sources, attempts, raws = _answers_to_text(answers, items, lambda i: item_template(data, i))
         for i, t, s, a, r in zip(items, texts, sources, attempts, raws):
             item_text[i], item_source[i], item_attempts[i], item_raw[i] = t, s, a, r
@@ -189,7 +192,7 @@ def build_profiles(cfg: StudyConfig, data: InteractionData, store: ArtifactStore
         t0 = time.perf_counter()
         prompts = [user_prompt_for(data, u, item_text, cfg.profiles.max_items_per_user, cfg.seed,
                                    cfg.profiles.description_words) for u in users]
-        answers = ask(model, tok, prompts, cfg.llm, cache)
+        answers = ask(model, tok, prompts, llm_cfg, cache)
         texts, sources, attempts, raws = _answers_to_text(answers, users, user_fallback)
         for u, t, s, a, r in zip(users, texts, sources, attempts, raws):
             user_text[u], user_source[u], user_attempts[u], user_raw[u] = t, s, a, r

@@ -147,6 +147,16 @@ def test_structured_generate_retries_and_never_crashes(tmp_path):
     assert len(calls) == 4 and not other[0].cached     # the model id is part of the key
 
 
+def test_uncached_calls_are_batched_by_length(tmp_path):
+    """A batch is padded to its longest prompt, so chunks hold prompts of similar length."""
+    calls: list = []
+    prompts = ["x" * n for n in (50, 3, 40, 5, 30, 4)]
+    answers = structured_generate(None, None, prompts, KEYS, LLMConfig(max_retries=0), LLMCallCache(tmp_path),
+                                  "fake", generate_fn=_fake_generate(calls), chunk_size=2)
+    assert [[len(p) for p in c] for c in calls] == [[3, 4], [5, 30], [40, 50]]
+    assert [a.parsed["summarization"] for a in answers] == prompts   # answers in prompt order
+
+
 CHILD = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, {root!r})

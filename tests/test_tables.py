@@ -109,3 +109,6 @@ def test_grid_in_worker_processes_matches_one_process(tmp_path):
     files = {p: p.stat().st_mtime_ns for p in store.list(experiments.RUN_KIND)}
     experiments.run_grid(two, data, store, specs)
     assert {p: p.stat().st_mtime_ns for p in store.list(experiments.RUN_KIND)} == files
+    with pytest.raises(KeyError, match="unknown method 'nope'"):   # a worker's error reaches the caller
+        experiments.run_grid(two, data, store, [experiments.RunSpec("mf", "nope", 0),
+                                                experiments.RunSpec("mf", "dns", 2)])
