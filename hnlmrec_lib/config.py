@@ -121,6 +121,7 @@ class NegativesConfig:
     projector_hidden: int = 256
     fuzzy_threshold: float = 85.0
     llms: tuple[str, ...] = ("smollm2-135m-instruct", "gemma3-270m")
+    aligner_dtype: str = "float32"       # "bfloat16": the aligner's matmuls under autocast
 
 
 @dataclass

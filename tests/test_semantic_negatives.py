@@ -373,3 +373,20 @@ def test_match_norm_gives_e_hard_the_norm_of_its_label(toy_data):
     has = sampler.last.has_candidates
     label_norm = item_emb[sampler.last.dns_labels[has]].norm(dim=-1)
     assert torch.allclose(res.neg_emb[has][:, 0].norm(dim=-1), label_norm, rtol=1e-5)
+
+
+def test_bf16_aligner_is_close_to_float32_and_trains_float32_parameters(toy_data):
+    """negatives.aligner_dtype = "bfloat16" runs the aligner's matmuls under autocast: the
+    negatives and L_align stay float32 and within bf16 rounding of the float32 path."""
+    out = {}
+    for dtype in ("float32", "bfloat16"):
+        model, sampler = _setup(toy_data, aligner_dtype=dtype)
+        res, _, _, _ = _losses(model, sampler, toy_data)
+        res.aux_loss.backward()
+        grads = [p.grad for p in sampler.aligner.parameters()]
+        assert res.neg_emb.dtype == torch.float32 and all(g is not None and g.dtype == torch.float32 for g in grads)
+        out[dtype] = (res.neg_emb.detach(), float(res.aux_loss))
+    assert torch.allclose(out["float32"][0], out["bfloat16"][0], rtol=0.05, atol=0.02)
+    assert out["float32"][1] == pytest.approx(out["bfloat16"][1], rel=0.02)
+    with pytest.raises(ValueError, match="negatives.aligner_dtype"):
+        _setup(toy_data, aligner_dtype="float16")

@@ -24,6 +24,8 @@ from ..cf.samplers import NegativeSampler, SampleResult, candidate_scores, dns_s
 from ..config import NegativesConfig, StudyConfig
 from .aligner import SemanticAligner
 
+ALIGNER_DTYPES = ("float32", "bfloat16")
+
 
 def select_top_k(user_emb_b: Tensor, cand_emb: Tensor, k: int,
                  valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -153,6 +155,9 @@ class LLMNegativeSampler(NegativeSampler):
         self.n_label_cands, self.track_nearest = n_label_cands, track_nearest
         self.regularize_hard, self.match_norm = regularize_hard, match_norm
         self.aligner = SemanticAligner(in_dim, cf_dim, cfg.projector_hidden, cfg.attn_heads)
+        if cfg.aligner_dtype not in ALIGNER_DTYPES:
+            raise ValueError(f"negatives.aligner_dtype={cfg.aligner_dtype!r}; use one of {ALIGNER_DTYPES}")
+        self.aligner_bf16 = cfg.aligner_dtype == "bfloat16"
         self.register_buffer("bank", bank, persistent=False)
         self.register_buffer("bank_valid", valid, persistent=False)
         self.all_valid = bool(valid.all())
@@ -233,7 +238,7 @@ class LLMNegativeSampler(NegativeSampler):
             # a bank row shared by several pairs of the batch goes through the aligner once
             uniq, inv = torch.unique(rows[idx], return_inverse=True)
             pad = None if self.all_valid else ~self.bank_valid[uniq]
-            e_cand = self.aligner(self.bank[uniq].to(item_emb.dtype), pad)[inv]
+            e_cand = self._align(self.bank[uniq].to(item_emb.dtype), pad)[inv]
             valid = None if pad is None else ~pad[inv]
             e_hard, chosen = select_top_k(user_emb[users[idx]], e_cand, self.top_k, valid)
             if self.match_norm:  # scale of the collaborative label: the direction is the LLM's
@@ -253,6 +258,15 @@ class LLMNegativeSampler(NegativeSampler):
                 nearest = self._nearest(e_hard.detach(), item_emb.detach(), idx, has.shape[0])
         self.last = LLMBatchTrace(users.detach(), has, slots, random_items, labels, *nearest)
         return SampleResult(neg, None, aux, neg_ego=neg_ego)
+
+    def _align(self, x: Tensor, pad: Tensor | None) -> Tensor:
+        """Eq. 6-7 (v2) on the candidates; with ``aligner_dtype`` "bfloat16" the matmuls run
+        under autocast (parameters, LayerNorm, softmax and the result stay float32). The
+        aligner is ~70 % of an LLM-sampler epoch; bf16 halves it on CPUs with bf16 units
+        (``benchmarks/results/grid.json``)."""
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.aligner_bf16):
+            out = self.aligner(x, pad)
+        return out.to(x.dtype)
 
     def _regularizes(self, model: Backbone) -> bool:
         """e_hard joins the ego-level L2 term only where it lives in the ego space's width."""
