@@ -169,8 +169,9 @@ def run_grid(cfg: StudyConfig, data, store: ArtifactStore, specs: Iterable[RunSp
     a method registered only in this process needs ``workers = 1``.
     """
     specs = list(specs)
-    pending = list({_run_key(cfg, store, s): s for s in reversed(specs)
-                    if not _is_stored(cfg, store, s)}.values())[::-1]   # one spec per run
+    keys = {spec: _run_key(cfg, store, spec) for spec in specs}
+    pending = list({key: spec for spec, key in reversed(keys.items())
+                    if not _is_stored(store, key)}.values())[::-1]   # one spec per run
     workers = min(max(1, cfg.cf.workers), len(pending))
     if workers > 1:
         _run_in_workers(cfg, data, store, pending, workers, desc)
@@ -183,8 +184,7 @@ def _run_key(cfg: StudyConfig, store: ArtifactStore, spec: RunSpec) -> str:
     return store.key(RUN_KIND, run_inputs(cfg, spec))
 
 
-def _is_stored(cfg: StudyConfig, store: ArtifactStore, spec: RunSpec) -> bool:
-    key = _run_key(cfg, store, spec)
+def _is_stored(store: ArtifactStore, key: str) -> bool:
     return not key.startswith("unknown:") and store.path(RUN_KIND, key, "pkl").exists()
 
 
@@ -218,10 +218,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def _init_worker(cfg: StudyConfig, data, store_root: str, threads: int) -> None:
-    import os
-
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    import torch
+    import torch   # the environment (OMP_WAIT_POLICY, offline flags) is the parent's
 
     torch.set_num_threads(threads)
     cfg = dataclasses.replace(cfg, cf=dataclasses.replace(cfg.cf, threads=threads, workers=1))
