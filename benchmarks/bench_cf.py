@@ -39,6 +39,7 @@ from hnlmrec_lib.artifacts import atomic_write_text  # noqa: E402
 from hnlmrec_lib.cf import BACKBONES, SAMPLERS, build_backbone, build_sampler  # noqa: E402
 from hnlmrec_lib.config import StudyConfig, load_preset  # noqa: E402
 from hnlmrec_lib.data.dataset import InteractionData  # noqa: E402
+from hnlmrec_lib.runtime import machine_facts  # noqa: E402
 from hnlmrec_lib.train import TrainingView, evaluate_valid, train_epoch  # noqa: E402
 
 
@@ -82,12 +83,13 @@ def bench_cell(data: InteractionData, cfg: StudyConfig, backbone: str, sampler: 
     pairs = torch.from_numpy(view.train)
     rng, gen = np.random.default_rng(0), torch.Generator().manual_seed(0)
     train_epoch(model, neg, opt, pairs, cf.batch_size, rng, gen)  # warm-up
-    tracemalloc.start()
     times, stats = [], {}
     for _ in range(epochs):
         start = time.perf_counter()
         stats, _ = train_epoch(model, neg, opt, pairs, cf.batch_size, rng, gen)
         times.append(time.perf_counter() - start)
+    tracemalloc.start()   # one more epoch for Python's peak: tracing slows allocation, so untimed
+    train_epoch(model, neg, opt, pairs, cf.batch_size, rng, gen)
     _, py_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     evals = []
@@ -146,9 +148,8 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(bench_cell(data, cfg, backbone, sampler, args.epochs)))
         return
     data, cfg = load_data(args)
-    result = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                          "torch": torch.__version__, "threads": args.threads,
-                          "loadavg_start": round(os.getloadavg()[0], 2)},
+    result = {"machine": {"platform": platform.platform(), **machine_facts(),
+                          "threads": args.threads, "loadavg_start": round(os.getloadavg()[0], 2)},
               "dataset": data.summary(), "cf": {k: getattr(cfg.cf, k) for k in
                                                 ("dim", "layers", "batch_size", "n_negs",
                                                  "dnsmn_m", "dnsmn_n")},

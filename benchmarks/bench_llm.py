@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 from hnlmrec_lib.artifacts import atomic_write_text  # noqa: E402
 from hnlmrec_lib.config import LLMConfig  # noqa: E402
+from hnlmrec_lib.runtime import machine_facts  # noqa: E402
 from hnlmrec_lib.llm.generate import generate  # noqa: E402
 from hnlmrec_lib.llm.loading import (  # noqa: E402
     BUNDLED, cached_model_dir, load_causal_lm, load_gguf, save_dequantised,
@@ -116,8 +116,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "llm.json"))
     args = ap.parse_args()
 
-    result: dict = {"machine": {"cpu": platform.processor() or platform.machine(),
-                                "cores": os.cpu_count(), "torch": torch.__version__,
+    result: dict = {"machine": {**machine_facts(),
                                 "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
                                 "loadavg_start": os.getloadavg()[0]}, "llms": {}}
     torch.set_num_threads(max(args.threads))

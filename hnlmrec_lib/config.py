@@ -86,7 +86,7 @@ class LLMConfig:
     tiny_random: bool = False            # smoke: a randomly initialised model of the same architecture
     load_in_4bit: bool = False           # bitsandbytes; CUDA only
     load_in_8bit: bool = False
-    dtype: str = "float32"
+    dtype: str = "float32"              # float32 | bfloat16 | float16 | auto (bf16 where native)
     max_new_tokens: int = 96
     batch_size: int = 8
     temperature: float = 0.0             # 0 = greedy
@@ -121,7 +121,7 @@ class NegativesConfig:
     projector_hidden: int = 256
     fuzzy_threshold: float = 85.0
     llms: tuple[str, ...] = ("smollm2-135m-instruct", "gemma3-270m")
-    aligner_dtype: str = "float32"       # "bfloat16": the aligner's matmuls under autocast
+    aligner_dtype: str = "float32"       # bfloat16: matmuls under autocast | auto (bf16 where native)
 
 
 @dataclass
@@ -290,4 +290,21 @@ def load_preset(name_or_path: str | Path = "default",
     if overrides:
         merged = _merge(dataclasses.asdict(cfg), _nest(overrides))
         cfg = _build(StudyConfig, merged, f"{path} (with overrides)")
-    return cfg
+    return resolve_auto(cfg, str(path))
+
+
+def resolve_auto(cfg: StudyConfig, where: str = "config") -> StudyConfig:
+    """Replace ``auto`` dtypes by the concrete dtype this machine runs well
+    (``runtime.resolve_dtype``), so every cache key names the dtype that actually ran."""
+    from .runtime import resolve_dtype
+
+    def resolved(value: str, key: str) -> str:
+        try:
+            return resolve_dtype(value, key)
+        except ValueError as err:
+            raise ConfigError(f"{where}: {err}") from err
+
+    llm = dataclasses.replace(cfg.llm, dtype=resolved(cfg.llm.dtype, "llm.dtype"))
+    neg = dataclasses.replace(cfg.negatives, aligner_dtype=resolved(cfg.negatives.aligner_dtype,
+                                                                    "negatives.aligner_dtype"))
+    return dataclasses.replace(cfg, llm=llm, negatives=neg)

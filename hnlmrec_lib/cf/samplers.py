@@ -235,7 +235,8 @@ class MixGCF(NegativeSampler):
         alpha = torch.rand(b, 1, h, 1, generator=generator).to(item_hops.dtype)
         pos_hops = item_hops[pos_items]
         queries = model.hop_queries(user_hops[users])
-        best = mixgcf_select(queries, pos_hops, item_hops[cand], alpha)
+        # the choice needs no gradient: gather the (B, K, L+1, d) candidates off the graph
+        best = mixgcf_select(queries, pos_hops, item_hops.detach()[cand], alpha)
         winners = cand.gather(1, best)                             # (B, L+1) item per hop
         neg_hops = item_hops[winners, torch.arange(h)]             # (B, L+1, d), with grad
         a = alpha[:, 0]

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from hnlmrec_lib.artifacts import ArtifactStore, stable_hash
+from hnlmrec_lib.runtime import AUTO, resolve_dtype
 
 MODELS_KIND = "llm_models"
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -113,8 +114,10 @@ def load_causal_lm(
     file, or a hub id (passed through; offline it fails with a clear message).
     """
     name = str(name_or_path)
+    if dtype == AUTO:   # bfloat16 where the hardware has it (runtime.native_bf16)
+        dtype = resolve_dtype(dtype)
     if dtype not in _DTYPES:
-        raise LLMLoadError(f"llm.dtype={dtype!r} is not one of {sorted(_DTYPES)}")
+        raise LLMLoadError(f"llm.dtype={dtype!r} is not one of {sorted(_DTYPES)} or {AUTO!r}")
     quant = _quantization_config(load_in_4bit, load_in_8bit, dtype)
     if tiny_random:
         model, tok, ident = _tiny_random(name, store_root)

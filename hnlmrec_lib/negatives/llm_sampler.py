@@ -22,6 +22,7 @@ from torch import Tensor
 from ..cf.backbones import Backbone, HasTrain
 from ..cf.samplers import NegativeSampler, SampleResult, candidate_scores, dns_select
 from ..config import NegativesConfig, StudyConfig
+from ..runtime import resolve_dtype
 from .aligner import SemanticAligner
 
 ALIGNER_DTYPES = ("float32", "bfloat16")
@@ -155,9 +156,11 @@ class LLMNegativeSampler(NegativeSampler):
         self.n_label_cands, self.track_nearest = n_label_cands, track_nearest
         self.regularize_hard, self.match_norm = regularize_hard, match_norm
         self.aligner = SemanticAligner(in_dim, cf_dim, cfg.projector_hidden, cfg.attn_heads)
-        if cfg.aligner_dtype not in ALIGNER_DTYPES:
-            raise ValueError(f"negatives.aligner_dtype={cfg.aligner_dtype!r}; use one of {ALIGNER_DTYPES}")
-        self.aligner_bf16 = cfg.aligner_dtype == "bfloat16"
+        aligner_dtype = resolve_dtype(cfg.aligner_dtype, "negatives.aligner_dtype")
+        if aligner_dtype not in ALIGNER_DTYPES:
+            raise ValueError(f"negatives.aligner_dtype={cfg.aligner_dtype!r}; use one of "
+                             f"{ALIGNER_DTYPES} or auto")
+        self.aligner_bf16 = aligner_dtype == "bfloat16"
         self.register_buffer("bank", bank, persistent=False)
         self.register_buffer("bank_valid", valid, persistent=False)
         self.all_valid = bool(valid.all())
@@ -262,8 +265,9 @@ class LLMNegativeSampler(NegativeSampler):
     def _align(self, x: Tensor, pad: Tensor | None) -> Tensor:
         """Eq. 6-7 (v2) on the candidates; with ``aligner_dtype`` "bfloat16" the matmuls run
         under autocast (parameters, LayerNorm, softmax and the result stay float32). The
-        aligner dominates an LLM-sampler epoch; with bf16 units an epoch is 1.1-1.3x faster
-        here (``benchmarks/results/aligner.json``)."""
+        aligner dominates an LLM-sampler epoch; on a CPU with bf16 units an epoch is 1.1-1.3x
+        faster (``benchmarks/results/aligner.json``), on one without them 8x slower, hence
+        ``auto`` (``runtime.native_bf16``)."""
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.aligner_bf16):
             out = self.aligner(x, pad)
         return out.to(x.dtype)
