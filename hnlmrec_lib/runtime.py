@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import os
 
 AUTO = "auto"
 DTYPES = ("float32", "bfloat16")
@@ -53,9 +54,12 @@ def resolve_dtype(value: str, where: str = "dtype") -> str:
 def keep_freed_memory() -> bool:
     """Tell glibc malloc to keep freed memory for reuse (see the module docstring).
 
-    Returns False where there is no glibc (macOS, musl); nothing else changes then.
-    Costs at most ``_TOP_PAD`` of extra resident memory per process.
+    Returns False where there is no glibc (macOS, musl) or ``HNLMREC_KEEP_FREED=0`` is set
+    (glibc's defaults stay then). Costs at most ``_TOP_PAD`` of extra resident memory per
+    process.
     """
+    if os.environ.get("HNLMREC_KEEP_FREED", "1") == "0":
+        return False
     name = ctypes.util.find_library("c")
     if name is None:
         return False
@@ -71,7 +75,6 @@ def keep_freed_memory() -> bool:
 
 def machine_facts() -> dict:
     """What a benchmark's numbers depend on: CPU model and vector units, cores, torch."""
-    import os
     import platform
 
     import torch

@@ -47,3 +47,8 @@ def test_this_machine_reports_its_bf16_units():
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 def test_glibc_keeps_freed_memory():
     assert runtime.keep_freed_memory() is True   # every mallopt call was accepted
+
+
+def test_keeping_freed_memory_can_be_switched_off(monkeypatch):
+    monkeypatch.setenv("HNLMREC_KEEP_FREED", "0")
+    assert runtime.keep_freed_memory.__wrapped__() is False
