@@ -9,6 +9,8 @@ HERE = Path(__file__).resolve().parent
 RUNS = [
     ["bench_cf.py", "--preset", "default"],
     ["bench_llm.py"],
+    ["bench_dtype.py", "--preset", "default"],
+    ["bench_lr.py", "--preset", "default"],
     ["bench_profiles.py", "--preset", "default"],
     ["bench_negatives.py", "--preset", "default"],
     ["bench_sft.py", "--model", "tiny"],

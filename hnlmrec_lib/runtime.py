@@ -2,13 +2,14 @@
 
 - ``native_bf16``: bfloat16 pays only where the hardware computes it (a CUDA GPU, or a CPU
   with AVX512-BF16 / AMX). On an AVX2-only CPU (e.g. AMD EPYC Zen 3) torch emulates it: a
-  bf16 linear layer there ran 8x slower than float32 (``benchmarks/bench_dtype.py``).
+  bf16 linear layer there ran 7.7x slower than float32 (``benchmarks/results/dtype.json``).
   Presets say ``auto`` and ``resolve_dtype`` turns it into the concrete dtype when the
   preset is read, so cache keys always hold the dtype that actually ran.
 - ``keep_freed_memory``: glibc hands large freed blocks back to the kernel and page-faults
   them in again on the next allocation; a CF step allocates tens of MB of gathered
-  candidate embeddings, so a third of its time went to page faults. Keeping freed memory
-  in the heap made the sampler-heavy epochs 1.3-2.2x faster (``results/cf.json``).
+  candidate embeddings. Keeping freed memory in the heap made MixGCF and NGCF DNS(M,N) epochs
+  1.5-2x faster, all 20 backbone x sampler cells 1.27x in sum (``benchmarks/results/cf.json``
+  vs ``cf_glibc_default.json``).
 """
 from __future__ import annotations
 
