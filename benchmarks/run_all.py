@@ -9,7 +9,7 @@ HERE = Path(__file__).resolve().parent
 RUNS = [
     ["bench_cf.py", "--preset", "default"],
     ["bench_llm.py"],
-    ["bench_dtype.py", "--preset", "default"],
+    ["bench_aligner.py", "--random-banks", "--threads", "1", "--out", str(HERE / "results" / "dtype.json")],
     ["bench_lr.py", "--preset", "default"],
     ["bench_profiles.py", "--preset", "default"],
     ["bench_negatives.py", "--preset", "default"],

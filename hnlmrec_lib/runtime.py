@@ -2,7 +2,8 @@
 
 - ``native_bf16``: bfloat16 pays only where the hardware computes it (a CUDA GPU, or a CPU
   with AVX512-BF16 / AMX). On an AVX2-only CPU (e.g. AMD EPYC Zen 3) torch emulates it: a
-  bf16 linear layer there ran 7.7x slower than float32 (``benchmarks/results/dtype.json``).
+  bf16 aligner-sized linear layer ran 12x slower than float32 there, an LLM-sampler epoch
+  6-7x slower (``benchmarks/results/dtype.json``).
   Presets say ``auto`` and ``resolve_dtype`` turns it into the concrete dtype when the
   preset is read, so cache keys always hold the dtype that actually ran.
 - ``keep_freed_memory``: glibc hands large freed blocks back to the kernel and page-faults
@@ -14,7 +15,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import os
 
@@ -61,12 +61,8 @@ def keep_freed_memory() -> bool:
     """
     if os.environ.get("HNLMREC_KEEP_FREED", "1") == "0":
         return False
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        mallopt = libc.mallopt
+    try:   # the symbols already loaded into this process (no ldconfig call at import)
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
     settings = ((_M_MMAP_THRESHOLD, _MMAP_THRESHOLD), (_M_TRIM_THRESHOLD, _TRIM_THRESHOLD),

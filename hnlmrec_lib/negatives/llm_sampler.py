@@ -266,7 +266,7 @@ class LLMNegativeSampler(NegativeSampler):
         """Eq. 6-7 (v2) on the candidates; with ``aligner_dtype`` "bfloat16" the matmuls run
         under autocast (parameters, LayerNorm, softmax and the result stay float32). The
         aligner dominates an LLM-sampler epoch; on a CPU with bf16 units an epoch is 1.1-1.3x
-        faster (``benchmarks/results/aligner.json``), on one without them 7.4x slower
+        faster (``benchmarks/results/aligner.json``), on one without them 6-7x slower
         (``dtype.json``), hence ``auto`` (``runtime.native_bf16``)."""
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.aligner_bf16):
             out = self.aligner(x, pad)
