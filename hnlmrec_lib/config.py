@@ -48,7 +48,9 @@ class DataConfig:
 class CFConfig:
     dim: int = 64
     layers: int = 3
-    lr: float = 1e-3
+    lr: float = 1e-3                     # Adam's learning rate where backbone_lr names no other
+    # per-backbone learning rates, chosen on valid (benchmarks/bench_lr.py), e.g. {lightgcn: 0.005}
+    backbone_lr: dict[str, float] = field(default_factory=dict)
     batch_size: int = 2048
     reg: float = 1e-4
     epochs: int = 300
@@ -65,7 +67,6 @@ class CFConfig:
     ahns_beta: float = 0.4
     ahns_p: float = -2.0
     ngcf_dropout: float = 0.1
-    ngcf_lr: float = 1e-3                # on par with RecBole 1.2.1 NGCF under our protocol
     ngcf_reg: float = 1e-4
     sgl_drop_ratio: float = 0.1
     sgl_tau: float = 0.5                 # RecBole's defaults; v1's 0.2 / 0.1 collapsed on
@@ -78,6 +79,15 @@ class CFConfig:
     main_seeds: tuple[int, ...] = (0, 1, 2, 3, 4)  # seeds for the main backbone
     threads: int = 2                     # torch threads of this process (split among workers)
     workers: int = 1                     # processes that train a grid's missing runs at once
+
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.backbone_lr) - {"mf", "lightgcn", "ngcf", "sgl"})
+        if unknown:
+            raise ConfigError(f"backbone_lr names unknown backbone {unknown[0]!r}")
+
+    def lr_for(self, backbone: str) -> float:
+        """Adam's learning rate of ``backbone``: ``backbone_lr[backbone]``, else ``lr``."""
+        return self.backbone_lr.get(backbone, self.lr)
 
 
 @dataclass
@@ -200,6 +210,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             except ConfigError as err:
                 errors.append(str(err))
         raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return {_coerce(k, args[0], where): _coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
@@ -236,7 +250,10 @@ def _build(cls: type, values: Mapping[str, Any], where: str) -> Any:
             f"{where}: unknown key {unknown[0]!r} (known keys: {', '.join(sorted(names))})"
         )
     kwargs = {k: _coerce(v, hints[k], f"{where}.{k}" if where else k) for k, v in values.items()}
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:  # a check across keys (__post_init__): say where
+        raise ConfigError(f"{where}: {err}") from err
 
 
 def _nest(overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -63,11 +63,15 @@ class RunSpec:
 
 
 def run_cf_config(cfg: StudyConfig, spec: RunSpec) -> CFConfig:
-    """The CF settings of one run: the preset's, with the backbone's conventions and overrides."""
-    cf = dataclasses.replace(cfg.cf, **dict(spec.overrides))
-    if spec.backbone == "ngcf" and not any(k in ("lr", "reg") for k, _ in spec.overrides):
-        cf = dataclasses.replace(cf, lr=cf.ngcf_lr, reg=cf.ngcf_reg)
-    return cf
+    """The CF settings of one run: the preset's, with the backbone's learning rate and L2
+    weight made explicit in ``lr`` / ``reg`` and the run's overrides on top (an ``lr`` or
+    ``reg`` override wins over ``backbone_lr`` / ``ngcf_reg``)."""
+    overrides = dict(spec.overrides)
+    cf = dataclasses.replace(cfg.cf, **overrides)
+    lr = overrides.get("lr", cf.lr_for(spec.backbone))
+    reg = overrides.get("reg", cf.ngcf_reg if spec.backbone == "ngcf" else cf.reg)
+    cf = dataclasses.replace(cf, lr=lr, backbone_lr={}, reg=reg)
+    return dataclasses.replace(cf, ngcf_reg=reg) if spec.backbone == "ngcf" else cf
 
 
 # CF settings that shape every run, and those only some backbones / samplers read.
@@ -76,7 +80,7 @@ _COMMON_FIELDS = ("dim", "batch_size", "epochs", "patience", "min_epochs", "eval
 _BACKBONE_FIELDS = {
     "mf": ("lr", "reg"),
     "lightgcn": ("layers", "lr", "reg"),
-    "ngcf": ("layers", "ngcf_lr", "ngcf_reg", "ngcf_dropout"),
+    "ngcf": ("layers", "lr", "ngcf_reg", "ngcf_dropout"),
     "sgl": ("layers", "lr", "reg", "sgl_drop_ratio", "sgl_tau", "sgl_weight"),
 }
 _SAMPLER_FIELDS = {

@@ -135,10 +135,12 @@ def test_lightgcn_reg_loss_by_hand(toy_data):
     assert model.reg_loss(users, pos, neg, u, i).item() == pytest.approx(4.5)
 
 
-def test_ngcf_uses_its_own_lr_and_reg(toy_data):
-    cfg = CFConfig(ngcf_lr=3e-4, ngcf_reg=2e-5)
+def test_backbone_lr_and_ngcf_reg(toy_data):
+    cfg = CFConfig(lr=1e-3, backbone_lr={"ngcf": 3e-4, "lightgcn": 5e-3}, ngcf_reg=2e-5)
     model = build_backbone("ngcf", toy_data, cfg)
     assert (model.lr, model.reg) == (3e-4, 2e-5)
+    assert build_backbone("lightgcn", toy_data, cfg).lr == 5e-3
+    assert build_backbone("mf", toy_data, cfg).lr == 1e-3          # not named: cfg.lr
     with pytest.raises(ValueError, match="unknown backbone"):
         build_backbone("gcn", toy_data, cfg)
 

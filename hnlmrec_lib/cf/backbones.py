@@ -295,17 +295,17 @@ BACKBONES = ("mf", "lightgcn", "ngcf", "sgl")
 def build_backbone(name: str, data: HasTrain, cfg: CFConfig) -> Backbone:
     """Make a backbone by name with the hyper-parameters of ``cfg``.
 
-    NGCF takes ``cfg.ngcf_lr`` / ``cfg.ngcf_reg``; the others ``cfg.lr`` / ``cfg.reg``.
+    The learning rate is ``cfg.lr_for(name)``; NGCF takes ``cfg.ngcf_reg``, the others ``cfg.reg``.
     Parameters are drawn from torch's global RNG: seed it first for reproducibility.
     """
     key = name.lower()
     if key == "mf":
-        return MF(data.n_users, data.n_items, cfg.dim, cfg.reg, cfg.lr)
+        return MF(data.n_users, data.n_items, cfg.dim, cfg.reg, cfg.lr_for(key))
     if key == "lightgcn":
-        return LightGCN(data, cfg.dim, cfg.layers, cfg.reg, cfg.lr)
+        return LightGCN(data, cfg.dim, cfg.layers, cfg.reg, cfg.lr_for(key))
     if key == "ngcf":
-        return NGCF(data, cfg.dim, cfg.layers, cfg.ngcf_reg, cfg.ngcf_lr, cfg.ngcf_dropout)
+        return NGCF(data, cfg.dim, cfg.layers, cfg.ngcf_reg, cfg.lr_for(key), cfg.ngcf_dropout)
     if key == "sgl":
-        return SGL(data, cfg.dim, cfg.layers, cfg.reg, cfg.lr,
+        return SGL(data, cfg.dim, cfg.layers, cfg.reg, cfg.lr_for(key),
                    cfg.sgl_drop_ratio, cfg.sgl_tau, cfg.sgl_weight)
     raise ValueError(f"unknown backbone {name!r}; known: {', '.join(BACKBONES)}")
