@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import pickle
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
 
-from hnlmrec_lib.artifacts import atomic_write_text
+from hnlmrec_lib.artifacts import ArtifactStore, JsonlLog, atomic_write_text
 from hnlmrec_lib.config import load_preset, resolve_path
 from hnlmrec_lib.experiments import ID_SAMPLERS
 from hnlmrec_lib.runtime import machine_facts
@@ -29,9 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def notebook_windows(timings: Path) -> list[tuple[str, float, float]]:
     """(notebook, start, end) as POSIX times from the last cold sequence of timings."""
-    rows = [json.loads(line) for line in timings.read_text().splitlines() if line.strip()]
     out = []
-    for row in rows:
+    for row in JsonlLog(timings).read():
         end = datetime.fromisoformat(row["finished"]).timestamp()
         out.append((row["notebook"], end - row["seconds"], end))
     return out
@@ -42,11 +40,7 @@ def llm_generation(store: Path) -> dict:
     out: dict = {}
     for log in sorted((store / "llm_calls").glob("*.jsonl")):
         per_model: dict = defaultdict(lambda: {"calls": 0, "seconds": 0.0})
-        for line in log.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
+        for row in JsonlLog(log).read():
             entry = per_model[row.get("model_id", "?")]
             entry["calls"] += 1
             entry["seconds"] += float(row.get("seconds", 0.0))
@@ -70,8 +64,7 @@ def trained_runs(store: Path, windows: list[tuple[str, float, float]]) -> list[d
     """One row per run record: backbone, method family, seconds, epochs, notebook."""
     rows = []
     for path in sorted((store / "runs").glob("*.pkl")):
-        with open(path, "rb") as fh:
-            record = pickle.load(fh)
+        record = ArtifactStore.load(path)
         written = path.stat().st_mtime
         notebook = next((name for name, start, end in windows if start <= written <= end + 1), "?")
         rows.append({"backbone": record["backbone"],
